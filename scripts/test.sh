@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Run every test: lint, collection build + docs, ansible-test sanity and units, integration
+# (pytest + ansible-runner against real PostgreSQL/nginx/files), then every Molecule scenario.
+#   scripts/test.sh                      everything
+#   STACKOPS_STAGES="lint units" scripts/test.sh    only some stages
+#   STACKOPS_SCENARIOS="redis postgres" scripts/test.sh   only some Molecule scenarios
+# Prints the wall time of each stage; stops the Docker engine if it started it.
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+ALL_STAGES="setup engine image lint build sanity units integration molecule"
+STAGES=${STACKOPS_STAGES:-$ALL_STAGES}
+: >"$STAGE_REPORT"
+passed=0; failed=0; failures=()
+
+want() { [[ " $STAGES " == *" $1 "* ]]; }
+run_stage() {
+  local name=$1; shift
+  want "$name" || return 0
+  if stage "$name" "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
+}
+# Stages that everything after them needs: stop at once when they fail.
+run_required() {
+  run_stage "$@"
+  [ "$failed" -eq 0 ] || { summary; exit 1; }
+}
+
+summary() {
+  echo
+  echo "Stage times:"
+  cat "$STAGE_REPORT"
+  [ "${#failures[@]}" -eq 0 ] || echo "Failed stages: ${failures[*]}"
+  echo "stages: $passed passed, $failed failed"
+}
+
+started_engine=false
+cleanup() {
+  if $started_engine; then bash "$REPO_ROOT/scripts/docker-engine.sh" stop || true; fi
+}
+trap cleanup EXIT
+
+engine() {
+  local had_pid=false
+  [ -f "$STACKOPS_STATE/dockerd.pid" ] && had_pid=true
+  bash "$REPO_ROOT/scripts/docker-engine.sh" start || return 1
+  if ! $had_pid && [ -f "$STACKOPS_STATE/dockerd.pid" ]; then started_engine=true; fi
+}
+
+lint() {
+  local rc=0
+  yamllint --strict . || rc=1
+  ruff check . || rc=1
+  ansible-lint --profile production || rc=1
+  return "$rc"
+}
+
+build() {
+  local out="$STACKOPS_CACHE/build"
+  rm -rf "$out"; mkdir -p "$out"
+  ansible-galaxy collection build --output-path "$out" "$REPO_ROOT" || return 1
+  ls -l "$out"/stackops-platform-*.tar.gz
+  # Every role documents its argument spec; every module renders its docs.
+  local roles role mod rc=0
+  roles=$(ansible-doc -t role -l stackops.platform --json | python3 -c 'import json,sys; print(" ".join(sorted(json.load(sys.stdin))))')
+  echo "roles documented: $roles"
+  for role in "$REPO_ROOT"/roles/*/; do
+    role=$(basename "$role")
+    [[ "$role" == _* ]] && continue
+    [[ " $roles " == *" stackops.platform.$role "* ]] || { echo "role $role has no argument spec"; rc=1; }
+  done
+  for mod in "$REPO_ROOT"/plugins/modules/*.py; do
+    [ -e "$mod" ] || continue
+    mod=$(basename "$mod" .py)
+    ansible-doc "stackops.platform.$mod" >/dev/null || { echo "ansible-doc failed for $mod"; rc=1; }
+  done
+  return "$rc"
+}
+
+sanity() { bash "$REPO_ROOT/scripts/ansible-test.sh" sanity; }
+
+units() {
+  if compgen -G "$REPO_ROOT/tests/unit/plugins/*/test_*.py" >/dev/null; then
+    bash "$REPO_ROOT/scripts/ansible-test.sh" units || return 1
+  fi
+  if [ -d "$REPO_ROOT/sample_app/tests" ]; then
+    (cd "$REPO_ROOT" && pytest -q -p no:cacheprovider sample_app/tests) || return 1
+  fi
+}
+
+integration() { (cd "$REPO_ROOT" && pytest -q -p no:cacheprovider tests/integration); }
+
+molecule_all() {
+  local scenarios s rc=0 start
+  scenarios=${STACKOPS_SCENARIOS:-$(cd "$REPO_ROOT/molecule" && for d in */molecule.yml; do dirname "$d"; done)}
+  cd "$REPO_ROOT" || return 1
+  for s in $scenarios; do
+    start=$(date +%s)
+    if molecule test -s "$s" >"$STACKOPS_STATE/molecule-$s.log" 2>&1; then
+      printf '  molecule %-16s %4ss ok\n' "$s" "$(( $(date +%s) - start ))" | tee -a "$STAGE_REPORT"
+    else
+      printf '  molecule %-16s %4ss FAILED\n' "$s" "$(( $(date +%s) - start ))" | tee -a "$STAGE_REPORT"
+      tail -n 120 "$STACKOPS_STATE/molecule-$s.log"
+      rc=1
+    fi
+  done
+  return "$rc"
+}
+
+run_required setup bash "$REPO_ROOT/scripts/setup.sh"
+use_project_env
+if want molecule || want image; then
+  run_required engine engine
+  run_required image bash "$REPO_ROOT/scripts/base-image.sh"
+  export MOLECULE_BASE_IMAGE; MOLECULE_BASE_IMAGE=$(cat "$STACKOPS_STATE/base-image")
+fi
+run_stage lint lint
+run_stage build build
+run_stage sanity sanity
+run_stage units units
+run_stage integration integration
+run_stage molecule molecule_all
+summary
+[ "$failed" -eq 0 ]

@@ -26,15 +26,17 @@ pip_pin=$("$at_venv/bin/python" -c 'from ansible_test._internal.python_requireme
 mkdir -p "$HOME/.ansible/test/cache"
 cp "$REPO_ROOT/scripts/ansible-test-get-pip.py" "$HOME/.ansible/test/cache/get_pip_${pip_pin//./_}.py"
 
-dest="$STACKOPS_CACHE/ansible-test/ansible_collections/stackops/platform"
-rm -rf "$dest"; mkdir -p "$dest"
+# A private copy per run, so parallel runs never overwrite each other's tree.
+work=$(mktemp -d "$STACKOPS_CACHE/ansible-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+dest="$work/ansible_collections/stackops/platform"
+mkdir -p "$dest"
 (cd "$REPO_ROOT" && git ls-files -z --cached --others --exclude-standard) \
-  | (cd "$REPO_ROOT" && rsync -a --from0 --files-from=- ./ "$dest/")
-# Files deleted in the work tree but still in the index are skipped by rsync's missing-file warning.
+  | (cd "$REPO_ROOT" && rsync -a --from0 --ignore-missing-args --files-from=- ./ "$dest/")
 cd "$dest" || exit 1
 cmd=$1; shift
 case "$cmd" in
-  sanity) exec ansible-test sanity --local --requirements --python 3.11 --color no "$@" ;;
-  units)  exec ansible-test units --local --requirements --python 3.11 --color no "$@" ;;
+  sanity) ansible-test sanity --local --requirements --python 3.11 --color no "$@" ;;
+  units)  ansible-test units --local --requirements --python 3.11 --color no "$@" ;;
   *) die "usage: $0 sanity|units [args]" ;;
 esac

@@ -1,0 +1,651 @@
+# Copyright: stackops platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Blue/green switching behind nginx: the logic of ``stackops.platform.blue_green``.
+
+Standard library only (urllib, json, fcntl), so it runs on any target with Python 3. The
+module passes in the side effects it owns (running commands), and tests pass fakes for the
+HTTP fetcher, the clock and sleep, so every decision here is testable without a network.
+
+One switch, in order::
+
+    lock  -> read state + upstream file -> nothing to do? exit unchanged
+          -> health check the target colour directly (N successes in a row within a timeout)
+          -> write upstream file atomically -> nginx -t (fails: restore file)
+          -> graceful reload -> verify through nginx (fails: restore file, reload again)
+          -> record the active colour in the state file atomically
+
+Any failure before the state file write leaves the upstream file and the state file as
+they were (byte for byte).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import re
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+COLORS = ("blue", "green")
+MODULE_NAME = "stackops.platform.blue_green"
+STATE_VERSION = 1
+MAX_BODY = 4096
+BODY_EXCERPT = 200
+DEFAULT_HEALTH_PATH = "/health"
+DEFAULT_UPSTREAM_DIR = "/etc/nginx/conf.d"
+DEFAULT_STATE_DIR = "/var/lib/stackops/blue_green"
+MAX_REQUEST_TIMEOUT = 5.0
+# Defaults of the optional module options (the module's argument_spec repeats them for the docs).
+DEFAULTS = {
+    "upstream_file": None,
+    "state_file": None,
+    "keepalive": 32,
+    "health_path": None,
+    "health_url": None,
+    "healthy_threshold": 3,
+    "health_timeout": 60.0,
+    "health_interval": 1.0,
+    "expected_status": 200,
+    "verify_url": None,
+    "verify_header": None,
+    "verify_timeout": 10.0,
+    "nginx_binary": "nginx",
+    "nginx_conf": None,
+    "nginx_prefix": None,
+    "nginx_test_cmd": None,
+    "nginx_reload_cmd": None,
+    "force": False,
+}
+MIN_REQUEST_TIMEOUT = 0.5
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+SERVER_RE = re.compile(r"^\s*server\s+(\S+?)\s*(?:\s[^;]*)?;", re.MULTILINE)
+
+
+class BlueGreenError(Exception):
+    """A refused or failed switch; ``details`` go into the module result."""
+
+    def __init__(self, msg, **details):
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+class Response:
+    """One HTTP answer: status is None when no answer came (error says why)."""
+
+    def __init__(self, status, body="", headers=None, error=None):
+        self.status = status
+        self.body = body
+        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
+        self.error = error
+
+    def describe(self):
+        if self.status is None:
+            return f"no answer ({self.error})"
+        return f"status {self.status}, body {excerpt(self.body)!r}"
+
+
+class WaitResult:
+    """Outcome of polling a URL until it answered well N times in a row."""
+
+    def __init__(self, ok, attempts, consecutive, last):
+        self.ok = ok
+        self.attempts = attempts
+        self.consecutive = consecutive
+        self.last = last
+
+    def as_dict(self):
+        last = self.last
+        return {
+            "ok": self.ok,
+            "attempts": self.attempts,
+            "consecutive": self.consecutive,
+            "last_status": last.status if last else None,
+            "last_body": excerpt(last.body) if last else "",
+            "last_error": last.error if last else None,
+        }
+
+
+def excerpt(text, limit=BODY_EXCERPT):
+    text = text or ""
+    return text if len(text) <= limit else text[:limit] + "...(truncated)"
+
+
+# ---------------------------------------------------------------- validation
+
+
+def parse_hostport(value):
+    """Split ``host:port`` (host: name, IPv4 or [IPv6]) or raise ValueError naming the value."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not host:port (example: 127.0.0.1:8001)")
+    value = value.strip()
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{value!r} is not [ipv6]:port (example: [::1]:8001)")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in {value!r} is not an IPv6 address") from None
+        host = f"[{host}]"
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{value!r} is not host:port (example: 127.0.0.1:8001)")
+        if not HOSTNAME_RE.match(host):
+            raise ValueError(f"host {host!r} in {value!r} is not a host name or IPv4 address")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port!r} in {value!r} is not a port number (1-65535)")
+    return host, int(port)
+
+
+def validate_params(params):
+    """Check what the argument spec cannot; return the option values filled in, or raise ValueError."""
+    params = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+    name = params["name"]
+    if not NAME_RE.match(name or ""):
+        raise ValueError(
+            f"name {name!r} is not usable in an nginx upstream name: use letters, digits, '_' or '-' (max 63)"
+        )
+    color = params["color"]
+    if color not in COLORS:
+        raise ValueError(f"color {color!r} is unknown: use one of {', '.join(COLORS)}")
+    upstreams = params["upstreams"] or {}
+    keys = sorted(upstreams)
+    if keys != sorted(COLORS):
+        raise ValueError(f"upstreams must have exactly the keys blue and green, got {keys}")
+    for key in COLORS:
+        try:
+            parse_hostport(upstreams[key])
+        except ValueError as exc:
+            raise ValueError(f"upstreams.{key}: {exc}") from None
+    if parse_hostport(upstreams["blue"]) == parse_hostport(upstreams["green"]):
+        raise ValueError(
+            f"upstreams.blue and upstreams.green are both {upstreams['blue']}: give each colour its own port"
+        )
+    if params.get("healthy_threshold", 1) < 1:
+        raise ValueError(f"healthy_threshold {params['healthy_threshold']} must be at least 1")
+    for opt in ("health_timeout", "verify_timeout"):
+        if params.get(opt) is not None and params[opt] <= 0:
+            raise ValueError(f"{opt} {params[opt]} must be more than 0 seconds")
+    if params.get("health_interval") is not None and params["health_interval"] < 0:
+        raise ValueError(f"health_interval {params['health_interval']} must not be negative")
+    if params.get("keepalive") is not None and params["keepalive"] < 0:
+        raise ValueError(f"keepalive {params['keepalive']} must be 0 (off) or more")
+    status = params.get("expected_status")
+    if status is not None and not 100 <= status <= 599:
+        raise ValueError(f"expected_status {status} is not an HTTP status code")
+    for opt in ("health_url", "verify_url"):
+        url = params.get(opt)
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"{opt} {url!r} must start with http:// or https://")
+    for opt in ("nginx_test_cmd", "nginx_reload_cmd"):
+        if params.get(opt) is not None and not params[opt]:
+            raise ValueError(f"{opt} must not be an empty list: omit it to use the default command")
+    filled = dict(params)
+    filled["upstream_file"] = params.get("upstream_file") or os.path.join(DEFAULT_UPSTREAM_DIR, f"{name}_upstream.conf")
+    filled["state_file"] = params.get("state_file") or os.path.join(DEFAULT_STATE_DIR, f"{name}.json")
+    return filled
+
+
+# ---------------------------------------------------------------- rendering and state
+
+
+def upstream_name(name):
+    return f"{name}_backend"
+
+
+def render_upstream(name, color, server, keepalive=32):
+    """The nginx include file: one upstream block naming only the active colour's server."""
+    host, port = parse_hostport(server)
+    lines = [
+        f"# Managed by {MODULE_NAME}: do not edit, run the module to switch colours.",
+        f"# app: {name}, active colour: {color}",
+        f"upstream {upstream_name(name)} {{",
+        f"    server {host}:{port};",
+    ]
+    if keepalive:
+        lines.append(f"    keepalive {int(keepalive)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_state(text):
+    """State file text -> dict with a valid ``active`` colour; raise ValueError when unusable."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if data.get("active") not in COLORS:
+        raise ValueError(f"active colour {data.get('active')!r} is not blue or green")
+    if data.get("previous") not in (*COLORS, None):
+        raise ValueError(f"previous colour {data.get('previous')!r} is not blue, green or null")
+    return data
+
+
+def read_text(path):
+    """File content, or None when the file does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def read_state(path):
+    """(state dict or None, warning or None): a missing file is a first run, a corrupt one a warning."""
+    text = read_text(path)
+    if text is None:
+        return None, None
+    try:
+        return parse_state(text), None
+    except ValueError as exc:
+        return None, (
+            f"state file {path} is unusable ({exc}): the active colour is taken from the upstream file "
+            "and the state file is rewritten on the next switch"
+        )
+
+
+def color_from_upstream(text, upstreams):
+    """Which colour an upstream file points at (by its server address), or None."""
+    if not text:
+        return None
+    servers = SERVER_RE.findall(text)
+    if len(servers) != 1:
+        return None
+    for color in COLORS:
+        host, port = parse_hostport(upstreams[color])
+        if servers[0] == f"{host}:{port}":
+            return color
+    return None
+
+
+def build_state(name, active, previous, server, now=None):
+    """State file content; ``now`` is seconds since the epoch (default: now), written as UTC."""
+    now = time.time() if now is None else now
+    return {
+        "version": STATE_VERSION,
+        "name": name,
+        "active": active,
+        "previous": previous,
+        "upstream": server,
+        "switched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "managed_by": MODULE_NAME,
+    }
+
+
+def dump_state(state):
+    return json.dumps(state, indent=2, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------- files
+
+
+def atomic_write(path, content, mode=None):
+    """Replace path with content: temp file in the same directory, fsync, os.replace, fsync dir."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def restore_file(path, content):
+    """Put back what was there before: the old content, or no file at all."""
+    if read_text(path) == content:
+        return
+    if content is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    else:
+        atomic_write(path, content)
+
+
+class FileLock:
+    """Exclusive flock on ``<state_file>.lock``: one switch per app at a time."""
+
+    def __init__(self, path, timeout=120.0):
+        self.path = path
+        self.timeout = timeout
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise BlueGreenError(
+                        f"another switch holds {self.path} for more than {self.timeout:.0f}s: "
+                        "wait for it to finish and run again"
+                    ) from None
+                time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+def http_get(url, timeout, headers=None):
+    """GET url without proxies; never raises for HTTP or network errors."""
+    if not url.lower().startswith(("http://", "https://")):
+        return Response(None, error=f"unsupported URL scheme in {url!r}")
+    request = urllib.request.Request(url, headers=headers or {}, method="GET")  # noqa: S310 (scheme checked)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as answer:
+            body = answer.read(MAX_BODY).decode("utf-8", "replace")
+            return Response(answer.status, body, dict(answer.headers.items()))
+    except urllib.error.HTTPError as exc:
+        try:
+            body = exc.read(MAX_BODY).decode("utf-8", "replace")
+        except OSError:
+            body = ""
+        return Response(exc.code, body, dict(exc.headers.items()) if exc.headers else {})
+    except urllib.error.URLError as exc:
+        return Response(None, error=str(exc.reason))
+    except Exception as exc:  # socket timeouts, resets, bad status lines: all count as "no answer"
+        return Response(None, error=f"{type(exc).__name__}: {exc}")
+
+
+def wait_until_ok(fetch, url, accept, *, threshold, timeout, interval, clock=time.monotonic, sleep=time.sleep):
+    """Poll url until ``accept(response)`` holds ``threshold`` times in a row, or the timeout passes."""
+    deadline = clock() + timeout
+    attempts = consecutive = 0
+    last = None
+    while True:
+        remaining = deadline - clock()
+        last = fetch(url, max(MIN_REQUEST_TIMEOUT, min(MAX_REQUEST_TIMEOUT, remaining)))
+        attempts += 1
+        consecutive = consecutive + 1 if accept(last) else 0
+        if consecutive >= threshold:
+            return WaitResult(True, attempts, consecutive, last)
+        if clock() + interval > deadline:
+            return WaitResult(False, attempts, consecutive, last)
+        sleep(interval)
+
+
+def status_is(expected):
+    return lambda response: response.status == expected
+
+
+def color_answer(expected, header, color):
+    """Accept a verify answer: expected status and, if a header is named, that header equals the colour."""
+
+    def accept(response):
+        if response.status != expected:
+            return False
+        return header is None or response.headers.get(header.lower(), "").strip() == color
+
+    return accept
+
+
+def health_url_for(params, color):
+    host, port = parse_hostport(params["upstreams"][color])
+    template = params.get("health_url")
+    if template:
+        return template.replace("{host}", host).replace("{port}", str(port)).replace("{color}", color)
+    path = params.get("health_path") or DEFAULT_HEALTH_PATH
+    if not path.startswith("/"):
+        path = "/" + path
+    return f"http://{host}:{port}{path}"
+
+
+# ---------------------------------------------------------------- nginx
+
+
+def nginx_base(params):
+    argv = [params.get("nginx_binary") or "nginx"]
+    if params.get("nginx_prefix"):
+        argv += ["-p", params["nginx_prefix"]]
+    if params.get("nginx_conf"):
+        argv += ["-c", params["nginx_conf"]]
+    return argv
+
+
+def nginx_test_argv(params):
+    return list(params.get("nginx_test_cmd") or [*nginx_base(params), "-t", "-q"])
+
+
+def nginx_reload_argv(params):
+    return list(params.get("nginx_reload_cmd") or [*nginx_base(params), "-s", "reload"])
+
+
+# ---------------------------------------------------------------- the switch
+
+
+def plan(params):
+    """Read the current situation: what is active, what the upstream file should hold."""
+    color = params["color"]
+    server = params["upstreams"][color]
+    current_text = read_text(params["upstream_file"])
+    state, warning = read_state(params["state_file"])
+    from_file = color_from_upstream(current_text, params["upstreams"])
+    active_before = state["active"] if state else from_file
+    wanted = render_upstream(params["name"], color, server, params.get("keepalive", 32))
+    return {
+        "color": color,
+        "server": server,
+        "current_text": current_text,
+        "wanted_text": wanted,
+        "state": state,
+        "warning": warning,
+        "active_before": active_before,
+        "file_ok": current_text == wanted,
+        "state_ok": bool(state) and state.get("active") == color and state.get("upstream") == server,
+    }
+
+
+def switch(params, run, check_mode=False, **hooks):
+    """Do (or in check mode, predict) one switch; return the result dict or raise BlueGreenError.
+
+    ``run(argv) -> (rc, stdout, stderr)`` runs a command. ``hooks`` may replace ``fetch(url, timeout)
+    -> Response``, ``clock()`` and ``sleep(seconds)`` (tests do).
+    """
+    return Switcher(params, run, check_mode, **hooks).execute()
+
+
+class Switcher:
+    """One switch of one app; holds the options and the side-effect functions."""
+
+    def __init__(self, params, run, check_mode=False, *, fetch=http_get, clock=time.monotonic, sleep=time.sleep):
+        self.started = clock()
+        self.params = validate_params(params)
+        self.run = run
+        self.check_mode = check_mode
+        self.fetch = fetch
+        self.clock = clock
+        self.sleep = sleep
+        self.plan = None
+        self.result = None
+
+    def execute(self):
+        params = self.params
+        up_dir = os.path.dirname(os.path.abspath(params["upstream_file"]))
+        if not os.path.isdir(up_dir):
+            raise BlueGreenError(
+                f"directory {up_dir} of upstream_file does not exist: create it or change upstream_file"
+            )
+        if self.check_mode:
+            return self._execute_locked()
+        state_dir = os.path.dirname(os.path.abspath(params["state_file"]))
+        os.makedirs(state_dir, mode=0o755, exist_ok=True)
+        with FileLock(params["state_file"] + ".lock"):
+            return self._execute_locked()
+
+    def _done(self):
+        self.result["duration"] = round(self.clock() - self.started, 3)
+        return self.result
+
+    def _execute_locked(self):
+        params = self.params
+        p = self.plan = plan(params)
+        color, server = p["color"], p["server"]
+        self.result = {
+            "changed": False,
+            "switched": False,
+            "previous": p["active_before"],
+            "active": color,
+            "upstream": server,
+            "upstream_name": upstream_name(params["name"]),
+            "upstream_file": params["upstream_file"],
+            "state_file": params["state_file"],
+            "health_checks": 0,
+            "health": None,
+            "verify_checks": 0,
+            "warnings": [p["warning"]] if p["warning"] else [],
+            "diff": {
+                "before": p["current_text"] or "",
+                "after": p["wanted_text"],
+                "before_header": params["upstream_file"],
+                "after_header": params["upstream_file"],
+            },
+        }
+        if p["file_ok"] and p["state_ok"]:
+            return self._done()
+
+        self.result["changed"] = True
+        self.result["switched"] = p["active_before"] != color or not p["file_ok"]
+        if params.get("force"):
+            self.result["warnings"].append(f"force=true: {color} was switched to without a health check")
+        else:
+            self._health_check()
+        if self.check_mode:
+            return self._done()
+
+        # Also when only the state disagrees: a run that died between writing the file and reloading
+        # nginx left a correct file that nginx may not serve yet, so test and reload in any case.
+        self._apply_upstream()
+        previous = p["active_before"] if p["active_before"] != color else (p["state"] or {}).get("previous")
+        atomic_write(params["state_file"], dump_state(build_state(params["name"], color, previous, server)))
+        return self._done()
+
+    def _health_check(self):
+        params, color = self.params, self.plan["color"]
+        url = health_url_for(params, color)
+        expected, threshold, timeout = params["expected_status"], params["healthy_threshold"], params["health_timeout"]
+        health = wait_until_ok(
+            self.fetch,
+            url,
+            status_is(expected),
+            threshold=threshold,
+            timeout=timeout,
+            interval=params["health_interval"],
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+        self.result["health_checks"] = health.attempts
+        self.result["health"] = health.as_dict()
+        if not health.ok:
+            details = {k: v for k, v in self._done().items() if k not in ("changed", "diff")}
+            details.update(active=self.plan["active_before"], switched=False)
+            raise BlueGreenError(
+                f"{color} ({self.plan['server']}) is not healthy: {url} did not answer {expected} "
+                f"{threshold} times in a row within {timeout}s ({health.attempts} attempts); last answer: "
+                f"{health.last.describe()}. Nothing was changed: fix the {color} deployment or raise "
+                "health_timeout.",
+                **details,
+            )
+
+    def _run(self, argv):
+        try:
+            rc, out, err = self.run(argv)
+        except OSError as exc:
+            return 127, f"cannot run {argv[0]}: {exc}"
+        return rc, (err or out or "").strip()
+
+    def _apply_upstream(self):
+        params, p = self.params, self.plan
+        upstream_file = params["upstream_file"]
+        old = p["current_text"]
+        if not p["file_ok"]:
+            atomic_write(upstream_file, p["wanted_text"])
+        test_argv = nginx_test_argv(params)
+        rc, output = self._run(test_argv)
+        if rc != 0:
+            restore_file(upstream_file, old)
+            raise BlueGreenError(
+                f"nginx rejected the configuration with {upstream_file} pointing at {p['color']} "
+                f"({' '.join(test_argv)} exited {rc}): {output}. The upstream file was restored and nginx not "
+                "reloaded: fix the nginx configuration (or upstreams) and run again.",
+                nginx_stderr=output,
+            )
+        reload_argv = nginx_reload_argv(params)
+        rc, output = self._run(reload_argv)
+        if rc != 0:
+            restore_file(upstream_file, old)
+            raise BlueGreenError(
+                f"nginx reload failed ({' '.join(reload_argv)} exited {rc}): {output}. The upstream file was "
+                "restored: check that nginx is running and that nginx_reload_cmd / nginx_conf / nginx_prefix "
+                "match how it was started.",
+                nginx_stderr=output,
+            )
+        if params.get("verify_url"):
+            self._verify()
+
+    def _verify(self):
+        params, p = self.params, self.plan
+        color, header, expected = p["color"], params.get("verify_header"), params["expected_status"]
+        verify = wait_until_ok(
+            self.fetch,
+            params["verify_url"],
+            color_answer(expected, header, color),
+            threshold=1,
+            timeout=params["verify_timeout"],
+            interval=min(params["health_interval"], 0.5),
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+        self.result["verify_checks"] = verify.attempts
+        if verify.ok:
+            return
+        wanted = f"status {expected}" + (f" with {header}: {color}" if header else "")
+        restore_file(params["upstream_file"], p["current_text"])
+        rc, output = self._run(nginx_reload_argv(params))
+        rolled_back = (
+            " The upstream file was restored and nginx reloaded with it."
+            if rc == 0
+            else f" The upstream file was restored but the reload failed: {output}."
+        )
+        raise BlueGreenError(
+            f"nginx does not serve {color} after the switch: {params['verify_url']} did not answer {wanted} "
+            f"within {params['verify_timeout']}s ({verify.attempts} attempts); last answer: "
+            f"{verify.last.describe()}.{rolled_back} Check that the nginx site proxies to "
+            f"{upstream_name(params['name'])} and includes {params['upstream_file']}.",
+            verify=verify.as_dict(),
+        )

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# Copyright: stackops platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pg_restore
+short_description: Restore a PostgreSQL backup made by pg_backup without ever losing the live database
+version_added: 0.1.0
+description:
+  - Checks the backup against the SHA-256 recorded in its manifest first and refuses a mismatch, naming the file.
+  - Restores into a scratch database C(<target>_restore_<timestamp>), checks it (C(pg_restore) exit code,
+    at least as many tables as the backup holds, optional O(sanity_query)), and only then puts it in place by
+    renaming. A failed restore drops the scratch database and leaves the live database untouched.
+  - With O(mode=replace) the live database is renamed to C(<target>_pre_restore_<timestamp>) and kept unless
+    O(drop_previous=true). If renaming the scratch database fails, the previous database is renamed back.
+  - Uses the C(psql) and C(pg_restore) programs; no Python database driver is needed on the target.
+author:
+  - stackops platform contributors (@stackops)
+extends_documentation_fragment:
+  - stackops.platform.postgres_connection
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Verifies the checksum, inspects the target and reports the action; changes nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details: Shows which backup the target database holds before and after, and the kept previous database.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+options:
+  source:
+    description:
+      - Path of a backup written by M(stackops.platform.pg_backup) (its C(.manifest.json) must be beside it),
+        or V(latest) for the newest complete backup of O(database) in O(backup_dir).
+    type: str
+    default: latest
+  database:
+    description:
+      - Database whose backups O(source=latest) looks at (C(<backup_dir>/<database>/)), and the default O(target).
+    type: str
+    required: true
+  target:
+    description: Database to restore into. Defaults to O(database).
+    type: str
+  backup_dir:
+    description: Directory given to M(stackops.platform.pg_backup); needed with O(source=latest).
+    type: path
+  mode:
+    description:
+      - V(new) restores into a database that does not exist (created) or is empty; a non-empty one is refused.
+      - V(replace) restores next to the existing database and swaps the names when the restore is good.
+    type: str
+    choices: [new, replace]
+    default: new
+  drop_previous:
+    description: With O(mode=replace), drop the previous database after a successful swap instead of keeping it.
+    type: bool
+    default: false
+  jobs:
+    description: Parallel C(pg_restore) jobs.
+    type: int
+    default: 1
+  no_owner:
+    description: Pass C(--no-owner) to C(pg_restore) (objects then belong to O(user)).
+    type: bool
+    default: false
+  sanity_query:
+    description:
+      - SQL run in the restored copy before it is swapped in; its first value must be true, non-zero and non-empty,
+        otherwise the restore is abandoned.
+    type: str
+  maintenance_db:
+    description: Database to connect to for C(CREATE), C(ALTER) and C(DROP DATABASE).
+    type: str
+    default: postgres
+  pg_restore_path:
+    description: Full path of the C(pg_restore) program; overrides O(bin_dir) for C(pg_restore) only.
+    type: path
+notes:
+  - A restore always reports C(changed) (it is not idempotent); run it deliberately.
+  - Database-level settings (C(ALTER DATABASE ... SET)) and grants on the database are not copied to the
+    restored database; the previous database keeps them.
+  - O(user) needs C(CREATEDB) and must own the target (or be a superuser) for O(mode=replace).
+seealso:
+  - module: stackops.platform.pg_backup
+  - name: pg_restore
+    description: PostgreSQL documentation of pg_restore.
+    link: https://www.postgresql.org/docs/current/app-pgrestore.html
+"""
+
+EXAMPLES = r"""
+- name: Replace app with its newest backup, keeping the current one as app_pre_restore_<ts>
+  stackops.platform.pg_restore:
+    database: app
+    backup_dir: /var/backups/postgresql
+    source: latest
+    mode: replace
+    jobs: 4
+    sanity_query: SELECT count(*) > 0 FROM users
+  register: __restore
+
+- name: Restore one backup into a new database for inspection
+  stackops.platform.pg_restore:
+    database: app
+    target: app_inspect
+    source: /var/backups/postgresql/app/app_20260220T051228Z.dump
+"""
+
+RETURN = r"""
+action:
+  description: V(create) (new database), V(restore_into_empty) (existing empty database) or V(replace) (swap).
+  returned: always
+  type: str
+  sample: replace
+target:
+  description: Database restored into.
+  returned: always
+  type: str
+  sample: app
+source:
+  description: Path of the backup restored.
+  returned: always
+  type: str
+  sample: /var/backups/postgresql/app/app_20260220T051228Z.dump
+manifest_path:
+  description: Path of the manifest the checksum was compared with.
+  returned: always
+  type: str
+  sample: /var/backups/postgresql/app/app_20260220T051228Z.dump.manifest.json
+sha256:
+  description: Verified SHA-256 of the backup (overall digest for the directory format).
+  returned: always
+  type: str
+  sample: 5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef
+format:
+  description: Format of the backup.
+  returned: always
+  type: str
+  sample: custom
+scratch:
+  description: Name of the scratch database used (or that would be used).
+  returned: always
+  type: str
+  sample: app_restore_20260220051228
+previous:
+  description: Name under which the previous database is kept; null when there was none or it was dropped.
+  returned: always
+  type: str
+  sample: app_pre_restore_20260220051228
+dropped_previous:
+  description: Whether the previous database was dropped (O(drop_previous)).
+  returned: success and not check mode
+  type: bool
+  sample: false
+tables_expected:
+  description: Number of tables in the backup.
+  returned: always
+  type: int
+  sample: 4
+tables_restored:
+  description: Number of tables found in the restored database (null in check mode).
+  returned: always
+  type: int
+  sample: 4
+duration:
+  description: Seconds the restore took.
+  returned: always
+  type: float
+  sample: 30.2
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import (
+    PgBackupError,
+    postgres_connection_spec,
+)
+from ansible_collections.stackops.platform.plugins.module_utils.pg_restore_core import (
+    RESTORE_OPTIONS,
+    run_restore,
+)
+
+
+def argument_spec():
+    spec = {
+        "source": {"type": "str", "default": "latest"},
+        "database": {"type": "str", "required": True},
+        "target": {"type": "str"},
+        "backup_dir": {"type": "path"},
+        "mode": {"type": "str", "choices": ["new", "replace"], "default": "new"},
+        "drop_previous": {"type": "bool", "default": False},
+        "jobs": {"type": "int", "default": 1},
+        "no_owner": {"type": "bool", "default": False},
+        "sanity_query": {"type": "str"},
+        "maintenance_db": {"type": "str", "default": "postgres"},
+        "pg_restore_path": {"type": "path"},
+    }
+    spec.update(postgres_connection_spec())
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = {key: module.params[key] for key in RESTORE_OPTIONS}
+    try:
+        result = run_restore(params, check_mode=module.check_mode)
+    except PgBackupError as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        target = params["target"] or params["database"]
+        module.fail_json(msg=f"restore of {params['source']} into {target} failed: {exc}")
+    for warning in result.pop("warnings", None) or []:
+        module.warn(warning)
+    result["diff"] = {
+        "before": {"database": result["target"], "exists": result["action"] != "create"},
+        "after": {"database": result["target"], "restored_from": result["source"], "previous": result["previous"]},
+    }
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

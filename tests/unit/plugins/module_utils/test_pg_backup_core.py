@@ -1,0 +1,482 @@
+"""Unit tests of pg_backup_core: names, quoting, argv, manifest, retention, atomic publish."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+
+import pytest
+
+from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as core
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import PgBackupError
+
+UTC = datetime.UTC
+NOW = datetime.datetime(2026, 2, 20, 5, 12, 28, tzinfo=UTC)
+SECRET = "pa55-w0rd-never-in-argv"
+
+
+def ts(days_ago=0, hours_ago=0):
+    return core.format_timestamp(NOW - datetime.timedelta(days=days_ago, hours=hours_ago))
+
+
+def entry(name_ts, ext="dump"):
+    return {"name": f"app_{name_ts}.{ext}", "timestamp": name_ts}
+
+
+# ----------------------------------------------------------------------------- naming
+
+
+@pytest.mark.parametrize(
+    ("database", "fmt", "expected"),
+    [
+        ("app", "custom", "app_20260220T051228Z.dump"),
+        ("app", "directory", "app_20260220T051228Z.dir"),
+        ("my-db.v2", "custom", "my-db.v2_20260220T051228Z.dump"),
+        ("Ünïcode db", "directory", "Ünïcode db_20260220T051228Z.dir"),
+    ],
+)
+def test_backup_name(database, fmt, expected):
+    assert core.backup_name(database, core.format_timestamp(NOW), fmt) == expected
+    assert core.parse_backup_name(database, expected) == ("20260220T051228Z", fmt)
+
+
+def test_backup_name_rejects_unknown_format():
+    with pytest.raises(PgBackupError, match="format 'tar' is not supported"):
+        core.backup_name("app", "20260220T051228Z", "tar")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".app_20260220T051228Z.dump.partial",
+        "app_20260220T051228Z.dump.manifest.json",
+        "app_20260220T051228Z.tar",
+        "app_2026022T051228Z.dump",
+        "app_20261340T051228Z.dump",  # month 13: not a timestamp
+        "appx_20260220T051228Z.dump",
+        "app_other_20260220T051228Z.dump",
+        "xapp_20260220T051228Z.dump",
+        ".app_20260220T051228Z.dump.deleting",
+    ],
+)
+def test_parse_backup_name_rejects_non_backups(name):
+    assert core.parse_backup_name("app", name) is None
+
+
+def test_parse_backup_name_escapes_regex_characters():
+    assert core.parse_backup_name("a.b", "axb_20260220T051228Z.dump") is None
+    assert core.parse_backup_name("a.b", "a.b_20260220T051228Z.dump") == ("20260220T051228Z", "custom")
+
+
+def test_partial_and_manifest_names():
+    assert core.partial_name("app_20260220T051228Z.dump") == ".app_20260220T051228Z.dump.partial"
+    assert core.manifest_name("app_20260220T051228Z.dir") == "app_20260220T051228Z.dir.manifest.json"
+
+
+@pytest.mark.parametrize("database", ["", "a/b", "..", ".", ".hidden", "nul\x00", "x" * 64])
+def test_validate_database_name_rejects(database):
+    with pytest.raises(PgBackupError):
+        core.validate_database_name(database)
+
+
+# ----------------------------------------------------------------------------- quoting
+
+
+@pytest.mark.parametrize(
+    ("name", "quoted"),
+    [
+        ("app", '"app"'),
+        ("App", '"App"'),
+        ('we"ird', '"we""ird"'),
+        ("x; DROP DATABASE y", '"x; DROP DATABASE y"'),
+        ("ünï", '"ünï"'),
+    ],
+)
+def test_quote_ident(name, quoted):
+    assert core.quote_ident(name) == quoted
+
+
+@pytest.mark.parametrize("name", ["", "a\x00b", None])
+def test_quote_ident_rejects(name):
+    with pytest.raises(PgBackupError):
+        core.quote_ident(name)
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        ("app", "'app'"),
+        ("o'neil", "'o''neil'"),
+        ("back\\slash", "E'back\\\\slash'"),
+        ("both'\\", "E'both''\\\\'"),
+    ],
+)
+def test_quote_literal(value, quoted):
+    assert core.quote_literal(value) == quoted
+
+
+@pytest.mark.parametrize(
+    ("database", "conninfo"),
+    [
+        ("app", "dbname='app'"),
+        ("a=b host=evil", "dbname='a=b host=evil'"),
+        ("it's", "dbname='it\\'s'"),
+        ("back\\", "dbname='back\\\\'"),
+    ],
+)
+def test_conninfo_dbname(database, conninfo):
+    assert core.conninfo_dbname(database) == conninfo
+
+
+# ----------------------------------------------------------------------------- argv and environment
+
+
+def dump_params(**overrides):
+    params = core.normalize_params({"database": "app", "backup_dir": "/b", "password": SECRET, **overrides})
+    return params
+
+
+@pytest.mark.parametrize(
+    ("overrides", "present", "absent"),
+    [
+        ({}, ["--format=c", "--no-password", "--dbname=dbname='app'"], ["--jobs=1", "-h", "-p", "-U"]),
+        ({"format": "directory", "jobs": 4}, ["--format=d", "--jobs=4"], ["--format=c"]),
+        ({"compress": 0}, ["--compress=0"], []),
+        ({"compress": 9, "host": "/run/pg", "port": 5433, "user": "bk"}, ["--compress=9", "-h", "/run/pg",
+                                                                          "5433", "bk"], []),
+        ({"passfile": "/root/.pgpass"}, [], ["/root/.pgpass"]),
+    ],
+)
+def test_build_pg_dump_argv(overrides, present, absent):
+    argv = core.build_pg_dump_argv(dump_params(**overrides), "/usr/bin/pg_dump", "/b/app/.x.partial")
+    assert argv[0] == "/usr/bin/pg_dump"
+    assert "--file=/b/app/.x.partial" in argv
+    for item in present:
+        assert item in argv
+    for item in absent:
+        assert item not in argv
+    assert not any(SECRET in part for part in argv)
+    assert not any(part.startswith("--password") or part == "-W" for part in argv)
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"password": SECRET}, {"PGPASSWORD": SECRET}),
+        ({"passfile": "/x/pgpass"}, {"PGPASSFILE": "/x/pgpass"}),
+        ({}, {}),
+    ],
+)
+def test_client_env(params, expected):
+    env = core.client_env(params, base={"PATH": "/bin"})
+    for key, value in expected.items():
+        assert env[key] == value
+    if "password" not in params:
+        assert "PGPASSWORD" not in env
+    assert env["PATH"] == "/bin"
+
+
+def test_redact_hides_password():
+    assert SECRET not in core.redact(f"error: {SECRET} rejected", {"password": SECRET})
+    assert core.redact("  plain  ", {}) == "plain"
+
+
+# ----------------------------------------------------------------------------- parameter checks
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"format": "tar"}, "format 'tar' is not supported"),
+        ({"jobs": 4}, "jobs=4 needs format=directory"),
+        ({"jobs": 0}, "jobs must be 1 or more"),
+        ({"compress": 10}, "compress must be between 0 and 9, got 10"),
+        ({"keep_last": 0}, "keep_last must be 1 or more"),
+        ({"keep_days": -1}, "keep_days must be 1 or more"),
+        ({"keep_last": "three"}, "keep_last must be an integer, got 'three'"),
+        ({"verify": "yes"}, "verify must be true or false"),
+        ({"database": "a/b"}, "database 'a/b' cannot be used"),
+        ({"bogus": 1}, "unknown option"),
+    ],
+)
+def test_check_backup_params_errors(tmp_path, overrides, message):
+    with pytest.raises(PgBackupError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        core.check_backup_params({"database": "app", "backup_dir": str(tmp_path), **overrides})
+
+
+def test_check_backup_params_missing_backup_dir(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(PgBackupError, match=f"backup_dir {missing} does not exist"):
+        core.check_backup_params({"database": "app", "backup_dir": str(missing)})
+
+
+# ----------------------------------------------------------------------------- retention
+
+
+@pytest.mark.parametrize(
+    ("ages_days", "keep_last", "keep_days", "pruned_idx"),
+    [
+        ([0, 1, 2, 3], None, None, []),  # no rule: keep everything
+        ([0, 1, 2, 3], 2, None, [2, 3]),
+        ([0, 1, 2, 3], 10, None, []),
+        ([0, 1, 2, 3], 1, None, [1, 2, 3]),
+        ([0, 1, 2, 5], None, 3, [3]),
+        ([10, 20, 30], None, 1, [1, 2]),  # all old: the newest survives anyway
+        ([10, 20, 30], 1, 1, [1, 2]),
+        ([0, 1, 2, 3, 8, 9], 2, 7, [4, 5]),  # union: young ones kept by keep_days, old beyond keep_last go
+        ([0, 8, 9, 10], 3, 7, [3]),  # union: old but within keep_last kept
+        ([0], 1, 1, []),
+        ([], 1, 1, []),
+    ],
+)
+def test_select_prune(ages_days, keep_last, keep_days, pruned_idx):
+    backups = [entry(ts(days_ago=age)) for age in ages_days]
+    pruned = core.select_prune(backups, keep_last, keep_days, now=NOW)
+    assert [b["name"] for b in pruned] == [backups[i]["name"] for i in pruned_idx]
+
+
+def test_select_prune_never_prunes_newest_or_protected_whatever_the_order():
+    backups = [entry(ts(days_ago=d)) for d in (30, 10, 20)]  # newest (10 days) is in the middle
+    pruned = core.select_prune(backups, keep_last=1, keep_days=1, now=NOW, protect={backups[0]["name"]})
+    assert [b["name"] for b in pruned] == [backups[2]["name"]]
+
+
+def write_backup(db_dir, name, manifest_name=None, data=b"PGDMP data", with_manifest=True):
+    path = db_dir / name
+    if name.endswith(".dir"):
+        path.mkdir()
+        (path / "toc.dat").write_bytes(data)
+    else:
+        path.write_bytes(data)
+    if with_manifest:
+        sha, size, files = core.hash_backup(str(path))
+        manifest = {"name": manifest_name or name, "sha256": sha, "size": size}
+        if files is not None:
+            manifest["files"] = files
+        (db_dir / (name + ".manifest.json")).write_text(json.dumps(manifest))
+    return path
+
+
+def test_list_backups_counts_only_complete_backups(tmp_path):
+    db_dir = tmp_path / "app"
+    db_dir.mkdir()
+    write_backup(db_dir, "app_20260101T000000Z.dump")
+    write_backup(db_dir, "app_20260102T000000Z.dir")
+    write_backup(db_dir, "app_20260103T000000Z.dump", with_manifest=False)  # no manifest
+    write_backup(db_dir, "app_20260104T000000Z.dump", manifest_name="app_other.dump")  # manifest names another
+    (db_dir / ".app_20260105T000000Z.dump.partial").write_bytes(b"PGDMP")
+    (db_dir / "app_20260106T000000Z.dump.manifest.json").write_text('{"name": "app_20260106T000000Z.dump"}')
+    (db_dir / "app_20260107T000000Z.dump.manifest.json").write_text("{not json")
+    (db_dir / "app_20260107T000000Z.dump").write_bytes(b"x")
+    (db_dir / "app_20260108T000000Z.dir").write_bytes(b"a file named like a directory backup")
+    (db_dir / "app_20260108T000000Z.dir.manifest.json").write_text('{"name": "app_20260108T000000Z.dir"}')
+    names = [b["name"] for b in core.list_backups(str(db_dir), "app")]
+    assert names == ["app_20260102T000000Z.dir", "app_20260101T000000Z.dump"]
+    assert core.list_backups(str(tmp_path / "missing"), "app") == []
+
+
+def test_delete_backup_and_clean_stale(tmp_path):
+    db_dir = tmp_path / "app"
+    db_dir.mkdir()
+    path = write_backup(db_dir, "app_20260102T000000Z.dir")
+    (db_dir / ".app_20260105T000000Z.dump.partial").write_bytes(b"x")
+    (db_dir / ".app_20260105T000000Z.dir.partial").mkdir()
+    (db_dir / ".app_20260101T000000Z.dump.deleting").write_bytes(b"x")
+    keep = write_backup(db_dir, "app_20260103T000000Z.dump")
+    backup = core.list_backups(str(db_dir), "app")[1]
+    core.delete_backup(backup)
+    assert not path.exists() and not (db_dir / (path.name + ".manifest.json")).exists()
+    orphans = ["app_20260104T000000Z.dump.manifest.json", "app_20260106T000000Z.dump"]
+    for orphan in orphans:  # never counted as backups, never deleted either
+        (db_dir / orphan).write_bytes(b"{}")
+    removed = core.clean_stale(str(db_dir))
+    assert len(removed) == 3
+    assert [b["name"] for b in core.list_backups(str(db_dir), "app")] == [keep.name]
+    for orphan in orphans:
+        (db_dir / orphan).unlink()
+    assert sorted(p.name for p in db_dir.iterdir()) == [keep.name, keep.name + ".manifest.json"]
+
+
+# ----------------------------------------------------------------------------- hashing and manifest
+
+
+def test_hash_file_and_directory_digest(tmp_path):
+    data = os.urandom(3 * core.HASH_BUFFER // 2)
+    (tmp_path / "f").write_bytes(data)
+    assert core.hash_backup(str(tmp_path / "f")) == (hashlib.sha256(data).hexdigest(), len(data), None)
+    folder = tmp_path / "d"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "toc.dat").write_bytes(b"toc")
+    (folder / "sub" / "1.dat.gz").write_bytes(b"one")
+    sha, size, files = core.hash_backup(str(folder), fsync=True)
+    assert files == {"toc.dat": hashlib.sha256(b"toc").hexdigest(), "sub/1.dat.gz": hashlib.sha256(b"one").hexdigest()}
+    assert size == 6
+    assert sha == core.directory_digest(files)
+    lines = f"{files['sub/1.dat.gz']}  sub/1.dat.gz\n{files['toc.dat']}  toc.dat\n"
+    assert sha == hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_verify_against_manifest_names_the_bad_file(tmp_path):
+    folder = tmp_path / "app_20260220T051228Z.dir"
+    folder.mkdir()
+    (folder / "toc.dat").write_bytes(b"toc")
+    (folder / "3.dat.gz").write_bytes(b"rows")
+    sha, _size, files = core.hash_backup(str(folder))
+    manifest = {"sha256": sha, "files": files}
+    assert core.verify_against_manifest(str(folder), manifest)[0] == sha
+    (folder / "3.dat.gz").write_bytes(b"rowz")
+    with pytest.raises(PgBackupError, match=r"3\.dat\.gz: sha256 mismatch"):
+        core.verify_against_manifest(str(folder), manifest)
+    single = tmp_path / "x.dump"
+    single.write_bytes(b"abc")
+    with pytest.raises(PgBackupError, match=f"checksum verification failed for {single}"):
+        core.verify_against_manifest(str(single), {"sha256": "0" * 64})
+    with pytest.raises(PgBackupError, match="has no sha256"):
+        core.verify_against_manifest(str(single), {})
+
+
+@pytest.mark.parametrize(("fmt", "files"), [("custom", None), ("directory", {"toc.dat": "ab" * 32})])
+def test_build_manifest(fmt, files):
+    params = core.normalize_params({"database": "app", "backup_dir": "/b", "format": fmt, "compress": 5,
+                                    "password": SECRET, "host": "db1", "port": 5432})
+    started = NOW
+    finished = NOW + datetime.timedelta(seconds=12.5)
+    archive = {"server_version": "15.18", "pg_dump_version": "15.18", "tables": 4}
+    manifest = core.build_manifest(params, "app_20260220T051228Z.dump", sha="cd" * 32, size=10, files=files,
+                                   started=started, finished=finished, archive=archive, pg_dump_version="15.18",
+                                   verified=True)
+    assert manifest["database"] == "app" and manifest["format"] == fmt and manifest["compress"] == 5
+    assert manifest["duration"] == 12.5
+    assert manifest["started_at"] == "2026-02-20T05:12:28+00:00"
+    assert manifest["tool"] == {"name": "stackops.platform.pg_backup", "version": core.TOOL_VERSION}
+    assert manifest["server_version"] == "15.18" and manifest["pg_dump_version"] == "15.18"
+    assert manifest["host"]
+    assert ("files" in manifest) == (files is not None)
+    assert SECRET not in json.dumps(manifest)
+
+
+def test_parse_archive_header():
+    listing = (
+        ";\n;     dbname: app\n;     Dumped from database version: 15.18 (Debian 15.18-0+deb12u1)\n"
+        ";     Dumped by pg_dump version: 15.18 (Debian 15.18-0+deb12u1)\n;\n"
+        "216; 1259 16392 TABLE public pgbench_accounts stackops\n"
+        "217; 1259 16395 TABLE public pgbench_branches stackops\n"
+        "3358; 0 16392 TABLE DATA public pgbench_accounts stackops\n"
+        "3211; 2606 16407 CONSTRAINT public pgbench_accounts pgbench_accounts_pkey stackops\n"
+    )
+    info = core.parse_archive_header(listing)
+    assert info["tables"] == 2 and info["entries"] == 4 and info["dbname"] == "app"
+    assert info["server_version"].startswith("15.18")
+
+
+# ----------------------------------------------------------------------------- end to end with fake tools
+
+
+def fake_tools(tmp_path, dump_body):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pg_dump").write_text("#!/bin/sh\n" + dump_body)
+    (bin_dir / "pg_restore").write_text("#!/bin/sh\necho ';     Dumped from database version: 15.1'\n"
+                                        "echo '1; 1 1 TABLE public t o'\n")
+    for tool in ("pg_dump", "pg_restore"):
+        (bin_dir / tool).chmod(0o755)
+    return str(bin_dir)
+
+
+GOOD_DUMP = (
+    'case "$1" in --version) echo "pg_dump (PostgreSQL) 15.1"; exit 0;; esac\n'
+    '[ -n "$PGPASSWORD" ] || exit 3\n'
+    'for a in "$@"; do case "$a" in --file=*) f="${a#--file=}";; esac; done\n'
+    'printf "PGDMP fake dump" > "$f"\n'
+)
+
+
+def test_run_backup_publishes_atomically_and_prunes(tmp_path):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    db_dir = backups / "app"
+    db_dir.mkdir()
+    old = [write_backup(db_dir, f"app_2020010{i}T000000Z.dump") for i in (1, 2)]
+    params = {"database": "app", "backup_dir": str(backups), "bin_dir": fake_tools(tmp_path, GOOD_DUMP),
+              "password": SECRET, "keep_last": 2}
+    plan = core.plan_backup(params)
+    assert [os.path.basename(p) for p in plan["pruned"]] == [old[0].name]
+    expected = [o.name for o in old] + [o.name + ".manifest.json" for o in old]
+    assert sorted(p.name for p in db_dir.iterdir()) == sorted(expected)
+    result = core.run_backup(params)
+    assert result["pruned"] == [str(old[0])]
+    assert result["sha256"] == hashlib.sha256(b"PGDMP fake dump").hexdigest()
+    with open(result["manifest_path"]) as handle:
+        manifest = json.load(handle)
+    assert manifest["sha256"] == result["sha256"] and manifest["server_version"] == "15.1"
+    assert [b["name"] for b in core.list_backups(str(db_dir), "app")] == [result["name"], old[1].name]
+    assert not [p for p in db_dir.iterdir() if p.name.endswith((".partial", ".tmp", ".deleting"))]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('for a in "$@"; do case "$a" in --file=*) f="${a#--file=}";; esac; done\n'
+         'printf "half" > "$f"; echo "pg_dump: error: connection lost" >&2; exit 1\n',
+         "pg_dump failed with exit code 1: pg_dump: error: connection lost"),
+        ('for a in "$@"; do case "$a" in --file=*) f="${a#--file=}";; esac; done\n'
+         'printf "half" > "$f"; kill -9 $$\n', "pg_dump was killed by signal 9"),
+        ("exit 0\n", "produced an empty backup"),
+        (f'echo "password {SECRET} leaked" >&2; exit 1\n', "password \\*\\*\\*\\*\\*\\*\\*\\* leaked"),
+    ],
+)
+def test_run_backup_failure_leaves_no_backup_and_prunes_nothing(tmp_path, body, message):
+    backups = tmp_path / "backups"
+    db_dir = backups / "app"
+    db_dir.mkdir(parents=True)
+    old = write_backup(db_dir, "app_20200101T000000Z.dump")
+    before = sorted(p.name for p in db_dir.iterdir())
+    params = {"database": "app", "backup_dir": str(backups), "bin_dir": fake_tools(tmp_path, body),
+              "password": SECRET, "keep_last": 1}
+    with pytest.raises(PgBackupError, match=message) as excinfo:
+        core.run_backup(params)
+    assert SECRET not in str(excinfo.value)
+    assert sorted(p.name for p in db_dir.iterdir() if p.name != ".lock") == before
+    assert old.exists()
+
+
+def test_script_main(tmp_path, capsys):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    config = tmp_path / "pg_backup-app.json"
+    config.write_text(json.dumps({"database": "app", "backup_dir": str(backups),
+                                  "bin_dir": fake_tools(tmp_path, GOOD_DUMP), "password": SECRET}))
+    assert core.main(["--config", str(config), "--check"]) == 0
+    assert not (backups / "app").exists()
+    assert core.main(["--config", str(config)]) == 0
+    result = json.loads(capsys.readouterr().out.split("\n}\n", 1)[1])
+    assert os.path.exists(result["path"])
+    config.write_text(json.dumps({"database": "app", "backup_dir": str(tmp_path / "missing")}))
+    assert core.main(["--config", str(config)]) == 1
+    assert "backup_dir" in capsys.readouterr().err
+    config.write_text("{broken")
+    assert core.main(["--config", str(config)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_second_concurrent_backup_is_refused(tmp_path):
+    backups = tmp_path / "backups"
+    (backups / "app").mkdir(parents=True)
+    params = {"database": "app", "backup_dir": str(backups), "bin_dir": fake_tools(tmp_path, GOOD_DUMP),
+              "password": SECRET}
+    with core.BackupLock(str(backups / "app")), pytest.raises(PgBackupError, match="another backup is running"):
+        core.run_backup(params)
+    assert core.list_backups(str(backups / "app"), "app") == []
+    assert core.run_backup(params)["path"]
+
+
+def test_same_second_runs_get_distinct_names(tmp_path):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    params = {"database": "app", "backup_dir": str(backups), "bin_dir": fake_tools(tmp_path, GOOD_DUMP),
+              "password": SECRET}
+    first, second = core.run_backup(params), core.run_backup(params)
+    assert first["name"] != second["name"]
+    assert len(core.list_backups(str(backups / "app"), "app")) == 2

@@ -1,0 +1,300 @@
+#!/usr/bin/python
+# Copyright: stackops platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: release
+short_description: Deploy, switch, roll back and remove Capistrano-style release directories
+version_added: 0.1.0
+author:
+  - stackops platform contributors (!UNKNOWN)
+description:
+  - Manages a deploy root (O(path)) laid out as C(releases/<id>/) (one directory per release),
+    C(shared/) (files and directories shared by all releases) and C(current), a symlink to the active release.
+  - O(state=deployed) builds C(releases/<id>) from O(src) (an archive or a directory already on the managed host)
+    under a temporary name C(releases/.<id>.tmp-<pid>), links O(shared_paths) into it, writes C(.release-meta)
+    and renames it into place once complete. With O(activate=true) (the default) it then switches C(current) and
+    prunes old releases (O(keep_releases)).
+  - The switch is atomic. A new symlink is created under a temporary name and renamed over C(current) with a
+    single C(rename) system call, and the directory is fsynced (never C(ln -sfn)). C(current) therefore always
+    points at a complete release, even when a deploy is killed halfway. Leftover temporary entries never count
+    as releases and are removed by the next run (RV(cleaned)).
+  - After each switch the release that C(current) pointed at before is recorded as the previous release in
+    C(<path>/.release-state). Rollback and pruning use that record and release id order, never modification
+    times. Without a usable record, the previous release is the highest release id below the current one.
+  - One change per deploy root at a time. Changes hold an exclusive C(flock) on C(<path>/.deploy.lock). The lock
+    file names the holder (pid, host, user, started_at). When another run holds it, the module fails at once
+    naming the holder, or waits up to O(lock_timeout) seconds.
+  - Invalid input (bad O(release_id), missing O(src), checksum mismatch, corrupt or unsafe archive, unknown
+    release) fails before anything is written.
+options:
+  path:
+    description:
+      - The deploy root. It is created for the first O(state=deployed).
+    type: path
+    required: true
+  state:
+    description:
+      - V(deployed) builds the release O(release_id) from O(src) if it does not exist yet, then (with O(activate))
+        switches C(current) to it and prunes old releases.
+      - V(activated) switches C(current) to the existing release O(release_id). Use it after
+        O(state=deployed) with O(activate=false) for a blue-green style cut-over.
+      - V(rolled_back) switches C(current) to the previous release (the one C(current) pointed at before the
+        latest switch), or to O(release_id) when given. Rolling back twice returns to where you started.
+      - V(absent) removes the release O(release_id). The current release is never removed.
+    type: str
+    choices: [deployed, activated, rolled_back, absent]
+    default: deployed
+  src:
+    description:
+      - Required with O(state=deployed). The artifact on the managed host. It is either an archive (C(.tar.gz),
+        C(.tgz), C(.tar), C(.tar.bz2), C(.tar.xz) or C(.zip), recognised by content) extracted into the release,
+        or a directory copied into the release (symlinks are copied as symlinks).
+      - Archives are checked before anything is written. Members with absolute paths, C(..) components,
+        links pointing outside the release, or device files are refused, and so is a corrupt archive.
+      - Archive content is extracted as is, without stripping a top-level directory.
+    type: path
+  sha256:
+    description:
+      - Expected SHA-256 of the archive O(src) (64 hex digits, an optional C(sha256:) prefix is accepted).
+        On mismatch the module fails naming the file and both checksums, and changes nothing.
+      - Not allowed when O(src) is a directory. A digest of the directory tree is then recorded instead.
+    type: str
+  release_id:
+    description:
+      - Name of the release directory under C(releases/). Letters, digits, C(.), C(_), C(+) and C(-), at most
+        128 characters, starting with a letter or digit, no C(..).
+      - Release ids are ordered as strings for pruning, so use ids that sort in deploy order.
+      - Defaults to the current UTC time as C(YYYYMMDDTHHMMSSZ) (for example C(20260220T051228Z)) for
+        O(state=deployed). Set it explicitly (for example to a version or build number) for idempotent runs.
+        Redeploying an existing id with an artifact of the same sha256 changes nothing. With a different sha256
+        the module fails, because releases are immutable.
+      - Required with O(state=activated) and O(state=absent). Optional with O(state=rolled_back).
+    type: str
+  shared_paths:
+    description:
+      - Paths, relative to the release, that are symlinks into C(<path>/shared/) instead of release content,
+        for example V(.env), V(logs/), V(storage/).
+      - A trailing C(/) marks a directory. A missing shared entry is created in C(shared/), as an empty
+        directory for names ending in C(/) and as an empty file (mode 0640) for other names. Existing entries
+        in C(shared/) are never modified.
+      - Anything the artifact holds at such a path is replaced by the symlink. Links are relative
+        (C(../../shared/logs)), so the deploy root can be moved.
+    type: list
+    elements: str
+    default: []
+  keep_releases:
+    description:
+      - With O(state=deployed), how many releases to keep. The releases with the highest ids are kept, and so are
+        the current release, the previous release and the release just deployed, so more may be kept.
+      - V(0) never prunes.
+    type: int
+    default: 5
+  activate:
+    description:
+      - With O(state=deployed), whether to switch C(current) to the release. V(false) only builds it, for blue-green
+        (test it, then use O(state=activated)). C(current) is left untouched.
+    type: bool
+    default: true
+  version:
+    description:
+      - Application version recorded in C(.release-meta).
+    type: str
+  git_sha:
+    description:
+      - Git commit recorded in C(.release-meta).
+    type: str
+  deployed_by:
+    description:
+      - Who deployed, recorded in C(.release-meta). Defaults to C($SUDO_USER), or else the user the module runs as
+        (the remote user).
+    type: str
+  lock_timeout:
+    description:
+      - Seconds to wait for the deploy lock held by another run. V(0) fails at once.
+    type: float
+    default: 0
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Checks O(src) (checksum, archive integrity and member paths) and reports what would change;
+      writes nothing, does not even create the lock file.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details: Before and after of the C(current) target and the list of releases.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+notes:
+  - C(.release-meta) in each release is JSON with C(id), C(created_at) (UTC), C(sha256) (of the archive, or of the
+    directory tree), C(source), C(source_type), C(version), C(git_sha), C(deployed_by) and C(shared_paths).
+  - A directory under C(releases/) without a readable C(.release-meta) is not a release. It is never pruned,
+    never selected, and deploying that id fails.
+  - Files are created as the user the module runs as. Set ownership afterwards (for example with
+    M(ansible.builtin.file)) if the application runs as another user.
+seealso:
+  - module: stackops.platform.release_info
+  - name: ansistrano deploy
+    description: The release/shared/current layout this module follows.
+    link: https://github.com/ansistrano/deploy
+"""
+
+EXAMPLES = r"""
+- name: Deploy version 1.4.2 of shop and switch current to it
+  stackops.platform.release:
+    path: /srv/shop
+    src: /tmp/shop-1.4.2.tar.gz
+    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    release_id: "1.4.2"
+    version: 1.4.2
+    git_sha: 3b18e512dba79e4c8300dd08aeb37f8e728b8dad
+    shared_paths:
+      - .env
+      - logs/
+      - storage/
+    keep_releases: 5
+  register: shop_release
+
+- name: Build a release without switching (blue-green)
+  stackops.platform.release:
+    path: /srv/shop
+    src: /tmp/shop-1.5.0.zip
+    release_id: "1.5.0"
+    activate: false
+
+- name: Switch current to the tested release
+  stackops.platform.release:
+    path: /srv/shop
+    state: activated
+    release_id: "1.5.0"
+
+- name: Roll back to the release that was current before
+  stackops.platform.release:
+    path: /srv/shop
+    state: rolled_back
+
+- name: Roll back to a named release
+  stackops.platform.release:
+    path: /srv/shop
+    state: rolled_back
+    release_id: "1.4.2"
+
+- name: Remove a broken release (never the current one)
+  stackops.platform.release:
+    path: /srv/shop
+    state: absent
+    release_id: "1.5.0"
+"""
+
+RETURN = r"""
+release_id:
+  description: The release built or selected (for V(rolled_back), the release rolled back to).
+  returned: success
+  type: str
+  sample: 20260220T051228Z
+release_path:
+  description: Absolute path of that release.
+  returned: success
+  type: str
+  sample: /srv/shop/releases/20260220T051228Z
+current:
+  description: Id of the release C(current) points at after the task (null when none).
+  returned: always
+  type: str
+  sample: 20260220T051228Z
+previous:
+  description: Id of the release C(current) pointed at before the latest switch (null when none).
+  returned: always
+  type: str
+  sample: 20260219T101500Z
+releases:
+  description: Ids of all complete releases after the task, sorted by id.
+  returned: always
+  type: list
+  elements: str
+  sample: [20260219T101500Z, 20260220T051228Z]
+pruned:
+  description: Ids of releases removed by O(keep_releases).
+  returned: always
+  type: list
+  elements: str
+  sample: [20260101T000000Z]
+cleaned:
+  description: Leftovers of interrupted runs (relative to O(path)) removed (or, in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [releases/.20260220T051228Z.tmp-4242]
+lock_holder:
+  description: On lock contention, the holder recorded in the lock file (pid, host, user, started_at).
+  returned: failure because of the lock
+  type: dict
+  sample: {pid: 4242, host: web1, user: deploy, started_at: "2026-02-20T05:12:28Z"}
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.stackops.platform.plugins.module_utils.release_core import (
+    STATES,
+    ReleaseError,
+    default_deployed_by,
+    run,
+)
+
+
+def argument_spec():
+    return dict(
+        path=dict(type="path", required=True),
+        state=dict(type="str", default="deployed", choices=list(STATES)),
+        src=dict(type="path"),
+        sha256=dict(type="str"),
+        release_id=dict(type="str"),
+        shared_paths=dict(type="list", elements="str", default=[]),
+        keep_releases=dict(type="int", default=5),
+        activate=dict(type="bool", default=True),
+        version=dict(type="str"),
+        git_sha=dict(type="str"),
+        deployed_by=dict(type="str"),
+        lock_timeout=dict(type="float", default=0),
+    )
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        required_if=[
+            ("state", "deployed", ("src",)),
+            ("state", "activated", ("release_id",)),
+            ("state", "absent", ("release_id",)),
+        ],
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    if params["state"] == "deployed" and not params["deployed_by"]:
+        params["deployed_by"] = default_deployed_by()
+    # An empty string is not "unset": validate it instead of falling back to a default.
+    if params["release_id"] is not None and params["release_id"] == "":
+        module.fail_json(msg="release_id must not be empty; omit it to use a UTC timestamp id")
+    try:
+        result = run(params, check_mode=module.check_mode)
+    except ReleaseError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    except OSError as exc:
+        module.fail_json(
+            msg=f"release {params['state']} in {params['path']} failed: {exc}", exception=traceback.format_exc()
+        )
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Sample application for stackops.platform: an HTTP API and a Redis-queue worker (stdlib + psycopg2 + redis)."""

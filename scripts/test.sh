@@ -89,21 +89,43 @@ units() {
 
 integration() { (cd "$REPO_ROOT" && pytest -q -p no:cacheprovider tests/integration); }
 
-molecule_all() {
-  local scenarios s rc=0 start
-  scenarios=${STACKOPS_SCENARIOS:-$(cd "$REPO_ROOT/molecule" && for d in */molecule.yml; do dirname "$d"; done)}
-  cd "$REPO_ROOT" || return 1
-  for s in $scenarios; do
-    start=$(date +%s)
-    if molecule test -s "$s" >"$STACKOPS_STATE/molecule-$s.log" 2>&1; then
-      printf '  molecule %-16s %4ss ok\n' "$s" "$(( $(date +%s) - start ))" | tee -a "$STAGE_REPORT"
-    else
-      printf '  molecule %-16s %4ss FAILED\n' "$s" "$(( $(date +%s) - start ))" | tee -a "$STAGE_REPORT"
-      tail -n 120 "$STACKOPS_STATE/molecule-$s.log"
-      rc=1
-    fi
-  done
+# One scenario; its log goes to the state dir and its time to the stage report.
+molecule_one() {
+  local s=$1 start rc=0
+  start=$(date +%s)
+  (cd "$REPO_ROOT" && molecule test -s "$s") >"$STACKOPS_STATE/molecule-$s.log" 2>&1 || rc=$?
+  printf '  molecule %-16s %4ss %s\n' "$s" "$(( $(date +%s) - start ))" "$([ "$rc" -eq 0 ] && echo ok || echo FAILED)" \
+    | tee -a "$STAGE_REPORT"
+  if [ "$rc" -ne 0 ]; then
+    echo "---- last lines of $STACKOPS_STATE/molecule-$s.log"
+    tail -n 150 "$STACKOPS_STATE/molecule-$s.log"
+  fi
   return "$rc"
+}
+export -f molecule_one
+
+# Scenarios run STACKOPS_MOLECULE_JOBS at a time (default 2: they mostly wait on apt and systemd),
+# longest first so the slow ones do not end up alone at the end.
+molecule_all() {
+  local scenarios jobs=${STACKOPS_MOLECULE_JOBS:-2}
+  scenarios=${STACKOPS_SCENARIOS:-$(cd "$REPO_ROOT/molecule" && for d in */molecule.yml; do dirname "$d"; done)}
+  local ordered=() s
+  for s in fullstack api prometheus postgres grafana jaeger worker; do
+    [[ " $scenarios " == *" $s "* ]] && ordered+=("$s")
+  done
+  for s in $scenarios; do
+    [[ " ${ordered[*]} " == *" $s "* ]] || ordered+=("$s")
+  done
+  export STAGE_REPORT STACKOPS_STATE REPO_ROOT
+  # Molecule installs the collection it runs in under ~/.ansible/collections unless a symlink to
+  # this checkout is already there: link it, so parallel scenarios never install over each other
+  # and always run the code of this checkout.
+  local user_coll="$HOME/.ansible/collections/ansible_collections/stackops"
+  mkdir -p "$user_coll"
+  [ -L "$user_coll/platform" ] || rm -rf "$user_coll/platform"
+  ln -sfn "$REPO_ROOT" "$user_coll/platform"
+  # shellcheck disable=SC2016 # $1 expands in the child bash
+  printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'molecule_one "$1"' _ {}
 }
 
 run_required setup bash "$REPO_ROOT/scripts/setup.sh"

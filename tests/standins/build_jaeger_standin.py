@@ -2,7 +2,8 @@
 
 Layout as upstream v1: jaeger-<version>-linux-amd64/jaeger-all-in-one. The binary is a python3
 script that reads the same environment variables as jaeger-all-in-one v1 for its listen
-addresses, answers health on the admin port (GET / -> 200) and holds the OTLP gRPC/HTTP and
+addresses, answers health on the admin port (GET / -> 200) and /metrics (one stackops_standin_info
+series, so a Prometheus scrape works), and holds the OTLP gRPC/HTTP and
 query ports open so port checks work. It stores no spans and speaks neither OTLP nor the query API.
 """
 
@@ -39,6 +40,15 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(HEALTH)))
             self.end_headers()
             self.wfile.write(HEALTH)
+        elif self.role == "ADMIN_HTTP_HOST_PORT" and self.path == "/metrics":
+            # Lets a Prometheus scrape of the admin port succeed; the one series says what this is.
+            body = b'# HELP stackops_standin_info A STAND-IN, not Jaeger.\n# TYPE stackops_standin_info gauge\n'
+            body += b'stackops_standin_info{component="jaeger"} 1\n'
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         else:
             self.send_error(501, "STAND-IN, not Jaeger")
 

@@ -123,8 +123,9 @@ def test_fail_health_hook(host):
 
 
 def test_items_and_jobs(host):
-    status, _headers, body = curl(host, NGINX + "/items", "-X", "POST", "-H", "Content-Type: application/json",
-                           "-d", '{"name": "molecule-item"}')
+    status, _headers, body = curl(
+        host, NGINX + "/items", "-X", "POST", "-H", "Content-Type: application/json", "-d", '{"name": "molecule-item"}'
+    )
     assert status == 201, body
     status, _headers, body = curl(host, NGINX + "/items")
     assert "molecule-item" in [i["name"] for i in json.loads(body)["items"]]

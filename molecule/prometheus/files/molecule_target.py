@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fake scrape target: the sample app's metric families, including a histogram, on 127.0.0.1:PORT."""
 
 import sys

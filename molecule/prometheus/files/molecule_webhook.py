@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Test webhook receiver: appends each POSTed Alertmanager notification as one JSON line."""
 
 import json

@@ -1,0 +1,134 @@
+"""playbooks/deploy.yml, rollback.yml and switch.yml: they parse, and bad input fails before anything changes.
+
+The full deploy/switch/rollback cycle under load runs in benchmarks/zero_downtime.py (it needs systemd and
+nginx in a container); here the playbooks run against localhost with a throwaway deploy root.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+PLAYBOOKS = ["deploy.yml", "rollback.yml", "switch.yml"]
+
+
+def _inventory(root) -> str:
+    host = f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}"
+    return f"[api]\n{host}\n[worker]\n{host}\n"
+
+
+def _extravars(root) -> dict:
+    return {
+        "api_deploy_root": str(root),
+        "api_env": {"DATABASE_URL": "postgresql://x@127.0.0.1/x", "REDIS_URL": "redis://127.0.0.1:6379/0"},
+        "deploy_state_file": str(root / "blue_green.json"),
+    }
+
+
+def _snapshot(root) -> dict:
+    return {
+        str(p.relative_to(root)): (os.readlink(p) if p.is_symlink() else p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.name != ".deploy.lock"
+    }
+
+
+@pytest.mark.parametrize("name", PLAYBOOKS)
+def test_playbook_syntax(name):
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", "localhost,", "--syntax-check", str(REPO_ROOT / "playbooks" / name)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg")),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def deploy_root(tmp_path, playbook):
+    """A deploy root holding one activated release r1 (built by stackops.platform.release from a directory)."""
+    src = tmp_path / "src"
+    (src / "app").mkdir(parents=True)
+    (src / "VERSION").write_text("1.0.0\n")
+    root = tmp_path / "srv"
+    run = playbook(
+        [
+            {
+                "hosts": "localhost",
+                "gather_facts": False,
+                "tasks": [
+                    {
+                        "name": "Build r1",
+                        "stackops.platform.release": {"path": str(root), "src": str(src), "release_id": "r1"},
+                    }
+                ],
+            }
+        ]
+    )
+    assert run.failed() == 0, run.results
+    assert os.readlink(root / "current").endswith("releases/r1")
+    return root
+
+
+def test_rollback_unknown_release_fails_cleanly(deploy_root, playbook):
+    before = _snapshot(deploy_root)
+    run = playbook(
+        str(REPO_ROOT / "playbooks" / "rollback.yml"),
+        inventory=_inventory(deploy_root),
+        extravars=dict(_extravars(deploy_root), release_id="no-such-release"),
+    )
+    assert run.failed() == 1
+    msg = run.task("Choose the release to roll back to (changes nothing)")["msg"]
+    assert "no-such-release" in msg and "r1" in msg, msg
+    # Nothing moved: no colour link, no blue_green state, current still r1, workers never touched.
+    assert _snapshot(deploy_root) == before
+    assert not (deploy_root / "blue_green.json").exists()
+    assert "Restart the workers onto the current release" not in [e["task"] for e in run.results]
+
+
+def test_rollback_without_previous_release_fails_cleanly(deploy_root, playbook):
+    before = _snapshot(deploy_root)
+    run = playbook(
+        str(REPO_ROOT / "playbooks" / "rollback.yml"),
+        inventory=_inventory(deploy_root),
+        extravars=_extravars(deploy_root),
+    )
+    assert run.failed() == 1
+    assert "no previous release" in run.task("Choose the release to roll back to (changes nothing)")["msg"]
+    assert _snapshot(deploy_root) == before
+
+
+@pytest.mark.parametrize("color", ["purple", None])
+def test_switch_rejects_a_bad_colour(deploy_root, playbook, color):
+    extravars = _extravars(deploy_root)
+    if color:
+        extravars["color"] = color
+    run = playbook(str(REPO_ROOT / "playbooks" / "switch.yml"), inventory=_inventory(deploy_root), extravars=extravars)
+    assert run.failed() == 1
+    assert "color=blue" in run.task("Check the requested colour")["msg"]
+    assert not (deploy_root / "blue_green.json").exists()
+
+
+def test_deploy_without_archive_fails_before_any_host(tmp_path, playbook):
+    run = playbook(str(REPO_ROOT / "playbooks" / "deploy.yml"), inventory=_inventory(tmp_path / "srv"))
+    assert run.failed() == 1
+    assert "release_archive" in run.task("Check the release archive was given")["msg"]
+    assert not (tmp_path / "srv").exists()
+
+
+def test_deploy_with_missing_archive_fails_before_any_host(tmp_path, playbook):
+    run = playbook(
+        str(REPO_ROOT / "playbooks" / "deploy.yml"),
+        inventory=_inventory(tmp_path / "srv"),
+        extravars={"release_archive": str(tmp_path / "nope.tar.gz")},
+    )
+    assert run.failed() == 1
+    assert "no such file" in run.task("Check the release archive exists")["msg"]
+    assert not (tmp_path / "srv").exists()

@@ -66,7 +66,11 @@ up() {
 
 status() {
   use_project_env
-  playbook "$REPO_ROOT/playbooks/status.yml"
+  playbook "$REPO_ROOT/playbooks/status.yml" -e "status_table_file=$STACKOPS_STATE/status.txt" \
+    >"$STACKOPS_STATE/status.log" 2>&1 || { tail -n 40 "$STACKOPS_STATE/status.log"; die "status playbook failed"; }
+  echo
+  cat "$STACKOPS_STATE/status.txt"
+  echo
 }
 
 down() {

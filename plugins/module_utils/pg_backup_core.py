@@ -48,18 +48,22 @@ HASH_BUFFER = 4 * 1024 * 1024
 PARTIAL_GLOBS = (".*.partial", ".*.deleting", ".*.manifest.json.tmp")
 
 # Option name -> (type, default). The module's argument_spec mirrors this table.
-BACKUP_OPTIONS = {
-    "database": (str, None),
-    "backup_dir": (str, None),
-    "format": (str, "custom"),
-    "jobs": (int, 1),
-    "compress": (int, None),
+# Connection options shared with pg_restore_core.
+CONNECTION_OPTIONS = {
     "host": (str, None),
     "port": (int, None),
     "user": (str, None),
     "password": (str, None),
     "passfile": (str, None),
     "bin_dir": (str, None),
+}
+BACKUP_OPTIONS = {
+    "database": (str, None),
+    "backup_dir": (str, None),
+    "format": (str, "custom"),
+    "jobs": (int, 1),
+    "compress": (int, None),
+    **CONNECTION_OPTIONS,
     "pg_dump_path": (str, None),
     "keep_last": (int, None),
     "keep_days": (int, None),

@@ -14,6 +14,7 @@ import os
 import time
 
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import (
+    CONNECTION_OPTIONS,
     MANIFEST_SUFFIX,
     PgBackupError,
     connection_args,
@@ -47,12 +48,7 @@ RESTORE_OPTIONS = {
     "no_owner": (bool, False),
     "sanity_query": (str, None),
     "maintenance_db": (str, "postgres"),
-    "host": (str, None),
-    "port": (int, None),
-    "user": (str, None),
-    "password": (str, None),
-    "passfile": (str, None),
-    "bin_dir": (str, None),
+    **CONNECTION_OPTIONS,
     "pg_restore_path": (str, None),
 }
 

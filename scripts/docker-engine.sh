@@ -40,7 +40,8 @@ start() {
 stop() {
   [ -f "$PIDFILE" ] || { log "dockerd was not started by this harness: leaving it alone"; return 0; }
   local pid; pid=$(cat "$PIDFILE")
-  if kill -0 "$pid" 2>/dev/null; then
+  # Only a dockerd we launched: the pid must still be a dockerd process.
+  if kill -0 "$pid" 2>/dev/null && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]; then
     log "stopping dockerd (pid $pid) started by this harness"
     kill "$pid"
     for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done

@@ -40,10 +40,11 @@ cleanup() {
 trap cleanup EXIT
 
 engine() {
-  local had_pid=false
-  [ -f "$STACKOPS_STATE/dockerd.pid" ] && had_pid=true
+  # Stop at the end only an engine this run started (a stale pid file from an earlier run proves nothing).
+  local was_up=false
+  docker info >/dev/null 2>&1 && was_up=true
   bash "$REPO_ROOT/scripts/docker-engine.sh" start || return 1
-  if ! $had_pid && [ -f "$STACKOPS_STATE/dockerd.pid" ]; then started_engine=true; fi
+  $was_up || started_engine=true
 }
 
 lint() {

@@ -593,6 +593,10 @@ def plan_backup(params, now=None):
     find_tool("pg_dump", params["bin_dir"], params["pg_dump_path"])
     db_dir = os.path.join(params["backup_dir"], params["database"])
     name = backup_name(params["database"], format_timestamp(now), params["format"])
+    # run_backup waits for the next free second when the name is taken: plan the same name.
+    while os.path.lexists(os.path.join(db_dir, name)) or os.path.lexists(os.path.join(db_dir, manifest_name(name))):
+        now += datetime.timedelta(seconds=1)
+        name = backup_name(params["database"], format_timestamp(now), params["format"])
     existing = list_backups(db_dir, params["database"])
     future = [{"name": name, "timestamp": format_timestamp(now)}, *(b for b in existing if b["name"] != name)]
     prune = select_prune(future, params["keep_last"], params["keep_days"], now=now, protect={name})

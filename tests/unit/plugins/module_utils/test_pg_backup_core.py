@@ -480,3 +480,18 @@ def test_same_second_runs_get_distinct_names(tmp_path):
     first, second = core.run_backup(params), core.run_backup(params)
     assert first["name"] != second["name"]
     assert len(core.list_backups(str(backups / "app"), "app")) == 2
+
+
+def test_plan_in_the_same_second_as_a_backup_counts_the_new_one(tmp_path):
+    # Check mode right after a backup must plan the name run_backup would take (the next
+    # free second), so retention reports the same prune list a real run would apply.
+    backups = tmp_path / "backups"
+    db_dir = backups / "app"
+    db_dir.mkdir(parents=True)
+    now = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    taken = [write_backup(db_dir, f"app_20260102T03040{s}Z.dump") for s in (3, 4, 5)]
+    params = {"database": "app", "backup_dir": str(backups), "bin_dir": fake_tools(tmp_path, GOOD_DUMP),
+              "password": SECRET, "keep_last": 2}
+    plan = core.plan_backup(params, now=now)
+    assert os.path.basename(plan["path"]) == "app_20260102T030406Z.dump"
+    assert [os.path.basename(p) for p in plan["pruned"]] == [taken[1].name, taken[0].name]

@@ -391,6 +391,8 @@ def bench(args, workdir: Path, container: Container, deadline: float) -> int:
         print(f"rollback switch          : blue_green task {rb_switch or 0:.2f}s, of which the module itself "
               f"{rb_module or 0:.2f}s (health check, nginx -t, reload, verify)")  # fmt: skip
     print(f"rollback playbook says   : {rb_msg}")
+    for task in sorted(rb_tasks, key=task_seconds, reverse=True)[:8]:
+        print(f"  rollback task {task_seconds(task):5.2f}s  {task['task']['name']}")
     print(f"responses by version     : {dict(sorted(stats.versions.items()))}")
     print(f"bad release requests     : {bad_hits} (version {versions[bad_cycle]}; previous good {good_before_bad})")
     for when, what in sorted(set(stats.failures))[:10]:

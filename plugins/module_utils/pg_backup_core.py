@@ -16,6 +16,9 @@ Layout under ``backup_dir``::
     <database>/.lock                                         one backup of a database at a time
 
 A backup counts only when both the dump and its manifest exist and the manifest names it.
+
+``--write-metrics DIR`` (the backup unit's ExecStopPost) writes ``DIR/stackops_pg_backup_<database>.prom``
+for node exporter's textfile collector; see ``write_backup_metrics``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 TOOL_NAME = "stackops.platform.pg_backup"
@@ -711,6 +715,143 @@ def run_backup(params):
     }
 
 
+# --------------------------------------------------------------------------- metrics
+
+METRICS_PREFIX = "stackops_pg_backup"
+# name -> HELP text. Every database's file must carry the same text: node exporter drops (older
+# versions: fails on) a metric whose HELP differs between two .prom files.
+METRIC_HELP = {
+    "last_success_timestamp_seconds": "Unix time the newest complete backup finished (its manifest's finished_at).",
+    "last_size_bytes": "Size in bytes of the newest complete backup.",
+    "last_duration_seconds": "Seconds the newest complete backup took.",
+    "count": "Complete backups (dump plus manifest) on disk.",
+    "last_run_success": "1 if the last run of the backup service succeeded, else 0.",
+    "last_run_timestamp_seconds": "Unix time the backup service last finished, successful or not.",
+}
+
+
+def metrics_file_name(database):
+    return f"{METRICS_PREFIX}_{validate_database_name(database)}.prom"
+
+
+def escape_label_value(value):
+    """Label value escaping of the Prometheus text exposition format."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _finished_seconds(backup, manifest):
+    """Unix seconds of a backup's finished_at; its name's (start) time when the manifest lacks it."""
+    text = manifest.get("finished_at")
+    if isinstance(text, str):
+        with contextlib.suppress(ValueError):
+            moment = datetime.datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.UTC)
+            return moment.timestamp()
+    # The start is never later than the finish, so an age alert computed from it errs on the early side.
+    return parse_timestamp(backup["timestamp"]).timestamp()
+
+
+def backup_metrics(db_dir, database, run_success, now=None):
+    """Metric values of one database, read from the backups on disk rather than from this run.
+
+    The disk is the truth: a failed run leaves the previous success standing, and backups taken by the
+    module or playbooks/backup.yml count too. Series about the newest backup are left out when there is
+    none, so that ``absent()`` alerts still fire.
+    """
+    backups = list_backups(db_dir, database)
+    values = {}
+    for backup in backups:
+        # Newest first; a manifest can vanish between listing and reading only if a concurrent
+        # run pruned it, and then the next newest is still a backup.
+        manifest = read_manifest(backup["manifest_path"])
+        if manifest is None or manifest.get("name") != backup["name"]:
+            continue
+        values["last_success_timestamp_seconds"] = _finished_seconds(backup, manifest)
+        for key, field in (("last_size_bytes", "size"), ("last_duration_seconds", "duration")):
+            value = manifest.get(field)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values[key] = value
+        break
+    values["count"] = len(backups)
+    values["last_run_success"] = 1 if run_success else 0
+    values["last_run_timestamp_seconds"] = (now or utc_now()).timestamp()
+    return values
+
+
+def render_metrics(database, values):
+    """Text exposition format, one gauge family per value, labelled with the database."""
+    labels = f'{{database="{escape_label_value(database)}"}}'
+    lines = []
+    for key, help_text in METRIC_HELP.items():
+        if key not in values:
+            continue
+        name = f"{METRICS_PREFIX}_{key}"
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} gauge")
+        lines.append(f"{name}{labels} {values[key]!r}")
+    return "\n".join(lines) + "\n"
+
+
+def write_backup_metrics(metrics_dir, backup_dir, database, run_success, now=None):
+    """Write ``<metrics_dir>/stackops_pg_backup_<database>.prom`` atomically; return its path.
+
+    The temporary file does not end in .prom, so node exporter never reads a half-written file.
+    """
+    name = metrics_file_name(database)
+    values = backup_metrics(os.path.join(backup_dir, database), database, run_success, now=now)
+    text = render_metrics(database, values)
+    final = os.path.join(metrics_dir, name)
+    tmp = None
+    if os.path.lexists(metrics_dir) and not os.path.isdir(metrics_dir):
+        raise PgBackupError(f"metrics directory {metrics_dir} exists but is not a directory")
+    try:
+        if not os.path.isdir(metrics_dir):
+            os.makedirs(metrics_dir, mode=0o755, exist_ok=True)
+            # The backup unit runs with UMask=0077; node exporter must still be able to enter it.
+            os.chmod(metrics_dir, 0o755)  # noqa: S103 - world-readable metrics by design
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=metrics_dir)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), 0o644)
+        os.replace(tmp, final)
+        tmp = None
+        with contextlib.suppress(OSError):
+            fsync_dir(metrics_dir)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise PgBackupError(f"cannot write backup metrics {final} (directory {metrics_dir}): {reason}") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return final
+
+
+def run_result_from(option, environ=None):
+    """True for success. ``--run-result`` wins; else systemd's SERVICE_RESULT (set for ExecStopPost)."""
+    if option:
+        return option == "success"
+    result = (environ if environ is not None else os.environ).get("SERVICE_RESULT")
+    if not result:
+        raise PgBackupError(
+            "--write-metrics needs the result of the backup run: pass --run-result success|failure "
+            "or run it as the backup unit's ExecStopPost (systemd sets SERVICE_RESULT)"
+        )
+    return result == "success"
+
+
+def metrics_from_config(params, metrics_dir, run_success):
+    params = normalize_params(params)
+    validate_database_name(params["database"])
+    if not params["backup_dir"]:
+        raise PgBackupError("backup_dir is required: set it to the directory holding the backups")
+    path = write_backup_metrics(metrics_dir, params["backup_dir"], params["database"], run_success)
+    return {"changed": True, "metrics_path": path, "run_success": run_success}
+
+
 # --------------------------------------------------------------------------- script entry point
 
 
@@ -722,7 +863,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Back up one PostgreSQL database (stackops.platform layout).")
     parser.add_argument("--config", required=True, help="JSON file with pg_backup option names")
     parser.add_argument("--check", action="store_true", help="only report what would be done")
+    parser.add_argument(
+        "--write-metrics",
+        metavar="DIR",
+        help="no backup: write DIR/stackops_pg_backup_<database>.prom for node exporter from the backups on disk",
+    )
+    parser.add_argument(
+        "--run-result",
+        choices=("success", "failure"),
+        help="result of the backup run for --write-metrics (default: $SERVICE_RESULT, set by systemd)",
+    )
     args = parser.parse_args(argv)
+    if args.write_metrics is not None and args.check:
+        parser.error("--check and --write-metrics cannot be combined")
+    if args.run_result and args.write_metrics is None:
+        parser.error("--run-result only goes with --write-metrics")
     # systemd stops with SIGTERM: unwind through the cleanup paths instead of dying mid-write.
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -730,7 +885,10 @@ def main(argv=None):
             params = json.load(handle)
         if not isinstance(params, dict):
             raise PgBackupError(f"config {args.config} must hold a JSON object of pg_backup options")
-        result = plan_backup(params) if args.check else run_backup(params)
+        if args.write_metrics is not None:
+            result = metrics_from_config(params, args.write_metrics, run_result_from(args.run_result))
+        else:
+            result = plan_backup(params) if args.check else run_backup(params)
     except (OSError, ValueError, PgBackupError) as exc:
         message = str(exc)
         if isinstance(exc, ValueError) and not isinstance(exc, PgBackupError):

@@ -826,13 +826,42 @@ def run(params, check_mode=False):
     raise ReleaseError(f"state {state!r} is not one of {', '.join(STATES)}")
 
 
-def info(path):
-    """Read-only view of a deploy root for release_info."""
+def _link_path(root, name):
+    """Absolute path of the link ``name`` (relative to the deploy root); refuse paths that leave it."""
+    if not isinstance(name, str) or not name or name.startswith("/"):
+        raise ReleaseError(f"link {name!r} must be a path relative to the deploy root {root}")
+    full = os.path.normpath(os.path.join(root, name))
+    if full == root or not full.startswith(root + os.sep) or ".." in name.split("/"):
+        raise ReleaseError(f"link {name!r} leaves the deploy root {root}: name a path inside it")
+    return full
+
+
+def read_link(root, name, releases):
+    """Where the symlink ``<root>/<name>`` points, and the release id when it names a complete release."""
+    full = _link_path(root, name)
+    found = {"path": full, "exists": os.path.lexists(full), "target": None, "release_id": None}
+    if not found["exists"]:
+        return found
+    if not os.path.islink(full):
+        raise ReleaseError(f"{full} exists but is not a symlink; move it away or do not list it in links")
+    target = os.readlink(full)
+    resolved = os.path.normpath(os.path.join(os.path.dirname(full), target))
+    found["target"] = resolved
+    if os.path.dirname(resolved) == os.path.join(root, RELEASES_DIR) and os.path.basename(resolved) in releases:
+        found["release_id"] = os.path.basename(resolved)
+    return found
+
+
+def info(path, links=()):
+    """Read-only view of a deploy root for release_info; ``links`` are symlinks to report (relative names)."""
     root = os.path.abspath(path)
     if not os.path.isdir(root):
         raise ReleaseError(f"path {root} does not exist or is not a directory")
     _require_root(root)
     layout = read_layout(root)
+    # Check every name before reading any, so one bad entry names itself instead of half a result.
+    for name in links:
+        _link_path(root, name)
     releases = []
     for rid in layout["releases"]:
         rpath = os.path.join(root, RELEASES_DIR, rid)
@@ -852,4 +881,5 @@ def info(path):
         "previous": layout["previous"],
         "releases": releases,
         "stale": stale_entries(root),
+        "links": {name: read_link(root, name, layout["releases"]) for name in links},
     }

@@ -27,6 +27,12 @@ description:
   - Switching back is the same call with the other colour. When O(color) is already active and the upstream
     file already has the right content, nothing is checked, written or reloaded (RV(ignore:changed=false)).
   - One switch per app at a time, serialised by an exclusive lock on C(<state_file>.lock).
+  - With O(release) instead of O(color), the colour is the one that runs that release of a deploy root managed by
+    M(stackops.platform.release) (O(release_path)), and after the switch C(current) is pointed at the release
+    (atomic rename, previous release recorded, as M(stackops.platform.release) does). This puts a release live in
+    one step; with O(release=previous) it is the fast rollback right after a deploy, when the old colour still
+    runs the previous release. It holds the deploy root's lock throughout, so no deploy changes the tree
+    meanwhile.
   - Standard library only (urllib); HTTP requests never use proxies from the environment.
 options:
   name:
@@ -39,9 +45,36 @@ options:
   color:
     description:
       - The colour that should serve traffic after this task.
+      - Exactly one of O(color) and O(release) is required.
     type: str
-    required: true
     choices: [blue, green]
+  release:
+    description:
+      - Put this release live instead of naming a colour. A release id under C(<release_path>/releases/), or
+        C(previous) for the release C(current) pointed at before the latest switch (as
+        M(stackops.platform.release) O(stackops.platform.release#module:state=rolled_back) chooses it).
+      - The colour is the one whose link C(<release_path>/<color_links_dir>/<colour>) points at that release (the
+        active one if both do). It is health-checked and switched to like O(color), then C(current) is moved.
+      - Fails, changing nothing, when the release does not exist (the message lists the releases), when no colour
+        runs it (RV(color_found=false); point the idle colour at it and restart it first) or when that colour is
+        not healthy.
+    type: str
+  release_path:
+    description:
+      - The deploy root (managed by M(stackops.platform.release)). Required with O(release).
+    type: path
+  color_links_dir:
+    description:
+      - Directory, relative to O(release_path), holding one symlink per colour (C(blue), C(green)) to the release
+        that colour runs.
+    type: str
+    default: colors
+  release_lock_timeout:
+    description:
+      - With O(release), seconds to wait for the deploy root's lock held by another run (a deploy). C(0) fails
+        at once, naming the holder.
+    type: float
+    default: 0
   upstreams:
     description:
       - Where each colour listens, as C(host:port) (host is a name, an IPv4 address or C([IPv6])).
@@ -170,6 +203,8 @@ notes:
     starts a stopped one.
   - On failure the result still has RV(previous), RV(health) and RV(health_checks); RV(active) is then the colour
     that still serves.
+  - With O(release), the deploy root's C(current) moves only after nginx serves the release. If moving it fails
+    (very unlikely, for example a full disk), the module fails saying so; running it again moves it.
   - C(switched_at) in the state file is UTC.
 seealso:
   - name: nginx upstream module
@@ -219,6 +254,20 @@ EXAMPLES = r"""
     nginx_reload_cmd: [systemctl, reload, nginx]
     healthy_threshold: 5
     health_timeout: 120
+
+- name: Fast rollback - nginx back to the colour still running the previous release, then current follows
+  stackops.platform.blue_green:
+    name: shop
+    release: previous
+    release_path: /srv/shop
+    upstreams:
+      blue: 127.0.0.1:8001
+      green: 127.0.0.1:8002
+    nginx_reload_cmd: [systemctl, reload, nginx]
+    healthy_threshold: 2
+    health_interval: 0.05
+    health_timeout: 5
+  register: __shop_rollback
 
 - name: Switch an nginx started with its own prefix and config, check the colour header through nginx
   stackops.platform.blue_green:
@@ -292,6 +341,27 @@ duration:
   returned: always
   type: float
   sample: 2.113
+release:
+  description: With O(release), the release id put live.
+  returned: when O(release) is set
+  type: str
+  sample: 20260219T101500Z
+release_before:
+  description: With O(release), the release C(current) pointed at before this task.
+  returned: when O(release) is set
+  type: str
+  sample: 20260220T051228Z
+current_moved:
+  description: With O(release), whether C(current) was (or in check mode would be) moved.
+  returned: when O(release) is set
+  type: bool
+  sample: true
+color_found:
+  description: With O(release), whether a colour runs the release. C(false) on failure means no colour link
+    points at it.
+  returned: when O(release) is set
+  type: bool
+  sample: true
 nginx_stderr:
   description: nginx's error output when the configuration test or the reload failed.
   returned: failure
@@ -308,12 +378,18 @@ from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core 
     BlueGreenError,
     switch,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.release_core import ReleaseError
+from ansible_collections.stackops.platform.plugins.module_utils.release_cutover import cutover
 
 
 def argument_spec():
     return dict(
         name=dict(type="str", required=True),
-        color=dict(type="str", required=True, choices=list(COLORS)),
+        color=dict(type="str", choices=list(COLORS)),
+        release=dict(type="str"),
+        release_path=dict(type="path"),
+        color_links_dir=dict(type="str", default="colors"),
+        release_lock_timeout=dict(type="float", default=0),
         upstreams=dict(type="dict", required=True),
         upstream_file=dict(type="path"),
         state_file=dict(type="path"),
@@ -339,8 +415,9 @@ def argument_spec():
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("health_path", "health_url")],
-        required_by={"verify_header": "verify_url"},
+        mutually_exclusive=[("health_path", "health_url"), ("color", "release")],
+        required_one_of=[("color", "release")],
+        required_by={"verify_header": "verify_url", "release": "release_path"},
         supports_check_mode=True,
     )
 
@@ -351,10 +428,13 @@ def main():
         except OSError as exc:
             return 127, "", f"cannot run {argv[0]}: {exc}"
 
+    action = cutover if module.params["release"] else switch
     try:
-        result = switch(dict(module.params), run, check_mode=module.check_mode)
+        result = action(dict(module.params), run, check_mode=module.check_mode)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
+    except ReleaseError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
     except BlueGreenError as exc:
         details = dict(exc.details)
         for warning in details.pop("warnings", []):

@@ -25,6 +25,17 @@ options:
       - The deploy root.
     type: path
     required: true
+  links:
+    description:
+      - Symlinks to report, as paths relative to O(path), for example C(colors/blue) and C(colors/green) for the
+        links that point each blue-green colour at a release. Each is returned under RV(links) with the release
+        it points at.
+      - A name that is absolute or leaves O(path) (C(..)) fails, and so does an entry that exists but is not a
+        symlink. A missing link is reported with RV(links.exists=false), not as an error.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.1.0
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -50,6 +61,18 @@ EXAMPLES = r"""
 - name: Show the release that serves
   ansible.builtin.debug:
     msg: "{{ shop_releases.current }} (previous {{ shop_releases.previous }})"
+
+- name: Which release does each blue-green colour run
+  stackops.platform.release_info:
+    path: /srv/shop
+    links: [colors/blue, colors/green]
+  register: shop_colors
+
+- name: Show the colour that still runs the previous release
+  ansible.builtin.debug:
+    msg: >-
+      {{ shop_colors.links | dict2items | selectattr('value.release_id', 'equalto', shop_colors.previous)
+         | map(attribute='key') | list }}
 """
 
 RETURN = r"""
@@ -100,6 +123,34 @@ releases:
       description: Whether this is the previous release.
       type: bool
       returned: always
+links:
+  description: One entry per name in O(links), keyed by that name.
+  returned: success
+  type: dict
+  sample:
+    colors/blue:
+      path: /srv/shop/colors/blue
+      exists: true
+      target: /srv/shop/releases/20260219T101500Z
+      release_id: 20260219T101500Z
+  contains:
+    path:
+      description: Absolute path of the link.
+      type: str
+      returned: always
+    exists:
+      description: Whether the link exists.
+      type: bool
+      returned: always
+    target:
+      description: Absolute, normalised path the link points at; null when the link is missing.
+      type: str
+      returned: always
+    release_id:
+      description: Id of the complete release the link points at; null when it is missing, dangling or points
+        anywhere else than a complete release under C(releases/).
+      type: str
+      returned: always
 stale:
   description: Leftovers of interrupted runs (relative to O(path)); the next change removes them.
   returned: success
@@ -114,9 +165,15 @@ from ansible_collections.stackops.platform.plugins.module_utils.release_core imp
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True)), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            links=dict(type="list", elements="str", default=[]),
+        ),
+        supports_check_mode=True,
+    )
     try:
-        result = info(module.params["path"])
+        result = info(module.params["path"], module.params["links"])
     except ReleaseError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     except OSError as exc:

@@ -3,6 +3,7 @@ each test keeps to the hosts of its group)."""
 
 import json
 import time
+import urllib.parse
 
 import pytest
 
@@ -92,6 +93,31 @@ def test_app_histogram_in_prometheus(host):
     status, body = http(host, f"http://{address(host)}:9090/api/v1/query?query=http_request_duration_seconds_count")
     assert status == 200
     assert json.loads(body)["data"]["result"], body
+
+
+def test_backup_metrics_in_prometheus(host):
+    # side_effect ran stackops-pg-backup@app.service on the db host: its textfile metrics travel
+    # through that host's node exporter into Prometheus.
+    only(host, "monitoring")
+    now = float(host.run("date +%s").stdout)
+
+    def series(promql):
+        deadline = time.monotonic() + 90
+        while True:
+            url = f"http://{address(host)}:9090/api/v1/query?query={urllib.parse.quote(promql)}"
+            status, body = http(host, url)
+            assert status == 200, body
+            result = json.loads(body)["data"]["result"]
+            if result or time.monotonic() > deadline:
+                return result
+            time.sleep(3)
+
+    result = series('stackops_pg_backup_last_success_timestamp_seconds{database="app"}')
+    assert len(result) == 1, result
+    assert result[0]["metric"]["host"] == "fullstack-db", result
+    assert now - 3600 < float(result[0]["value"][1]) <= now + 5, result
+    assert [float(r["value"][1]) for r in series('stackops_pg_backup_last_run_success{database="app"}')] == [1], result
+    assert float(series('stackops_pg_backup_count{database="app"}')[0]["value"][1]) >= 1
 
 
 def test_grafana_and_jaeger_healthy(host):

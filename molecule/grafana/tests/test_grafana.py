@@ -15,6 +15,9 @@ import pytest
 import yaml
 
 PASSWORD = "molecule-Grafana-admin-0123#;x"
+SECRET_KEY = "molecule-Grafana-secret-key-0123456789#;x"
+# Grafana's built-in [security] secret_key (public: in every conf/defaults.ini).
+GRAFANA_DEFAULT_SECRET_KEY = "SW2YcwTIb9zpOOhoPsMm"
 SERVICE = "grafana-server"
 CONF = "/etc/grafana/grafana.ini"
 DATASOURCES = "/etc/grafana/provisioning/datasources/stackops.yml"
@@ -211,8 +214,33 @@ def test_dashboards_cover_the_platform_metrics(host):
         assert metric in exprs, metric
 
 
-@pytest.mark.parametrize("password_args", [[], ["-e", "grafana_admin_password=admin"]], ids=["unset", "admin"])
-def test_preflight_refuses_missing_or_default_password(host, tmp_path, password_args):
+PASSWORD_MSG = 'grafana_admin_password is not set (or is "admin")'
+SECRET_KEY_MSG = "grafana_secret_key is not set, shorter than 32 characters or Grafana's public default"
+SHORT_SECRET_KEY = "short-Secret-key-0123456789abcd"  # 31 characters
+GOOD_PASSWORD = "preflight-Admin-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("extravars", "message", "hidden"),
+    [
+        ({}, PASSWORD_MSG, None),
+        ({"grafana_admin_password": "admin"}, PASSWORD_MSG, None),
+        ({"grafana_admin_password": GOOD_PASSWORD}, SECRET_KEY_MSG, None),
+        ({"grafana_admin_password": GOOD_PASSWORD, "grafana_secret_key": ""}, SECRET_KEY_MSG, None),
+        (
+            {"grafana_admin_password": GOOD_PASSWORD, "grafana_secret_key": SHORT_SECRET_KEY},
+            SECRET_KEY_MSG,
+            SHORT_SECRET_KEY,
+        ),
+        (
+            {"grafana_admin_password": GOOD_PASSWORD, "grafana_secret_key": GRAFANA_DEFAULT_SECRET_KEY},
+            SECRET_KEY_MSG,
+            None,
+        ),
+    ],
+    ids=["password-unset", "password-admin", "key-unset", "key-empty", "key-31-chars", "key-grafana-default"],
+)
+def test_preflight_refuses_missing_or_default_secrets(host, tmp_path, extravars, message, hidden):
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     assert inventory, "MOLECULE_INVENTORY_FILE is not set: run through molecule"
     before = host.file(CONF).sha256sum
@@ -221,7 +249,7 @@ def test_preflight_refuses_missing_or_default_password(host, tmp_path, password_
         yaml.safe_dump(
             [
                 {
-                    "name": "Run the grafana role without a usable admin password",
+                    "name": "Run the grafana role without a usable admin password or secret key",
                     "hosts": "grafana-instance",
                     "gather_facts": False,
                     "vars": {"grafana_install_method": "archive", "grafana_archive_sha256": "0" * 64},
@@ -230,8 +258,9 @@ def test_preflight_refuses_missing_or_default_password(host, tmp_path, password_
             ]
         )
     )
+    extra_args = ["-e", json.dumps(extravars)] if extravars else []
     run = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", inventory, str(playbook), *password_args],
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", inventory, str(playbook), *extra_args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -240,9 +269,27 @@ def test_preflight_refuses_missing_or_default_password(host, tmp_path, password_
     )
     out = run.stdout + run.stderr
     assert run.returncode != 0, out
-    assert "grafana_admin_password is not set (or is \"admin\")" in out, out
+    assert message in out, out
     assert "failed=1" in out
+    if hidden:
+        assert hidden not in out, "the rejected secret must not be printed"
     assert host.file(CONF).sha256sum == before, "a failed preflight must not touch the config"
+
+
+def test_config_sets_the_secret_key(host):
+    conf = host.file(CONF)
+    assert (conf.user, conf.group, conf.mode) == ("root", "grafana", 0o640)
+    security = conf.content_string.split("[security]", 1)[1].split("\n[", 1)[0]
+    # Triple quotes: grafana.ini would otherwise cut the value at "#" or ";".
+    assert f'secret_key = """{SECRET_KEY}"""' in security.splitlines()
+    assert GRAFANA_DEFAULT_SECRET_KEY not in conf.content_string
+    found = host.run(
+        "grep -rlF -- %s /etc /opt/grafana /var/lib/grafana /var/log/grafana /var/cache/stackops", SECRET_KEY
+    ).stdout.split()
+    assert CONF in found
+    for path in found:
+        assert host.file(path).mode & 0o007 == 0, f"{path} is world-accessible and holds the secret key"
+    assert SECRET_KEY not in host.run("journalctl --no-pager").stdout
 
 
 @real_only

@@ -39,6 +39,7 @@ EXPECTED_ALERTS = {
     "ApiLatencyHigh",
     "ApiErrorRateHigh",
     "PostgresBackupTooOld",
+    "PostgresBackupFailed",
     "PostgresBackupMissing",
 }
 
@@ -174,6 +175,8 @@ def test_thresholds_come_from_variables(host):
     assert rules[("ApiErrorRateHigh", "warning")]["query"].endswith("> 0.01")
     assert rules[("HostHighCpu", "warning")]["query"].endswith("> 80")
     assert rules[("PostgresBackupTooOld", "critical")]["query"].endswith(f"> {26 * 3600}")
+    assert "by (instance, host, database)" in rules[("PostgresBackupTooOld", "critical")]["query"]
+    assert rules[("PostgresBackupFailed", "warning")]["query"].endswith("== 0")
 
 
 def test_scrape_targets_generated_from_inventory(host):

@@ -169,3 +169,62 @@ def test_three_switches_drop_no_request(blue, playbook):
     assert seen.get("green", 0) > 0
     assert sum(seen.values()) > 50
     assert blue.served_n(10) == {"green"}
+
+
+def _deploy_root(tmp_path, playbook):
+    """A real deploy root (stackops.platform.release): current r2 on green, previous r1 on blue."""
+    root = tmp_path / "srv"
+    tasks = []
+    for rid in ("r1", "r2"):
+        src = tmp_path / f"src-{rid}"
+        src.mkdir()
+        (src / "VERSION").write_text(rid)
+        tasks.append({"name": f"Deploy {rid}", "stackops.platform.release": {"path": str(root), "src": str(src),
+                                                                             "release_id": rid}})  # fmt: skip
+    run = playbook([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}])
+    assert run.failed() == 0
+    (root / "colors").mkdir()
+    (root / "colors" / "blue").symlink_to("../releases/r1")
+    (root / "colors" / "green").symlink_to("../releases/r2")
+    return root
+
+
+def test_release_cutover_is_the_fast_rollback(blue, playbook, tmp_path):
+    blue.reset("green")
+    root = _deploy_root(tmp_path, playbook)
+    play = blue.switch_play("blue", release="previous", release_path=str(root))
+    del play[0]["tasks"][0]["stackops.platform.blue_green"]["color"]
+
+    # Check mode: predicts blue and r1, changes nothing.
+    files, current = blue.files(), (root / "current").readlink()
+    run = playbook(play, check=True)
+    assert run.failed() == 0, run.task(TASK)
+    res = run.task(TASK)
+    assert (res["release"], res["active"], res["current_moved"], res["switched"]) == ("r1", "blue", True, True)
+    assert blue.files() == files and (root / "current").readlink() == current and blue.served_n(10) == {"green"}
+
+    run = playbook(play)
+    assert run.failed() == 0, run.task(TASK)
+    res = run.task(TASK)
+    assert (res["release"], res["release_before"], res["previous"], res["active"]) == ("r1", "r2", "green", "blue")
+    assert blue.served_n(20) == {"blue"}
+    assert str((root / "current").readlink()) == "releases/r1"
+    assert json.loads((root / ".release-state").read_text())["previous"] == "r2"
+
+    # Unknown release: refused naming it, nginx and current untouched.
+    files = blue.files()
+    bad = blue.switch_play("blue", release="r9", release_path=str(root))
+    del bad[0]["tasks"][0]["stackops.platform.blue_green"]["color"]
+    run = playbook(bad)
+    assert run.failed() == 1
+    assert "release 'r9' does not exist; available releases: r1, r2" in run.task(TASK)["msg"]
+    assert blue.files() == files and str((root / "current").readlink()) == "releases/r1"
+
+    # The colour running r2 is down: refused with color_found true and the health result, nothing changed.
+    blue.backends["green"].healthy = False
+    run = playbook(play)
+    assert run.failed() == 1
+    res = run.task(TASK)
+    assert res["color_found"] is True and res["health"]["ok"] is False and res["release"] == "r2"
+    assert blue.files() == files and blue.served_n(10) == {"blue"}
+    assert str((root / "current").readlink()) == "releases/r1"

@@ -16,6 +16,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 PLAYBOOKS = ["deploy.yml", "rollback.yml", "switch.yml"]
+# The rescue task that re-raises a refusal of the fast path (bad release id, nothing to roll back to).
+ROLLBACK_REFUSED = "Stop unless no colour runs the target or it failed its health check (nothing was changed)"
 
 
 def _inventory(root) -> str:
@@ -85,8 +87,8 @@ def test_rollback_unknown_release_fails_cleanly(deploy_root, playbook):
         extravars=dict(_extravars(deploy_root), release_id="no-such-release"),
     )
     assert run.failed() == 1
-    msg = run.task("Choose the release to roll back to (changes nothing)")["msg"]
-    assert "no-such-release" in msg and "r1" in msg, msg
+    msg = run.task(ROLLBACK_REFUSED)["msg"]
+    assert "release 'no-such-release' does not exist; available releases: r1" in msg, msg
     # Nothing moved: no colour link, no blue_green state, current still r1, workers never touched.
     assert _snapshot(deploy_root) == before
     assert not (deploy_root / "blue_green.json").exists()
@@ -101,7 +103,7 @@ def test_rollback_without_previous_release_fails_cleanly(deploy_root, playbook):
         extravars=_extravars(deploy_root),
     )
     assert run.failed() == 1
-    assert "no previous release" in run.task("Choose the release to roll back to (changes nothing)")["msg"]
+    assert "no previous release recorded for current release 'r1'" in run.task(ROLLBACK_REFUSED)["msg"]
     assert _snapshot(deploy_root) == before
 
 

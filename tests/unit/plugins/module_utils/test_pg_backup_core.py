@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -495,3 +496,209 @@ def test_plan_in_the_same_second_as_a_backup_counts_the_new_one(tmp_path):
     plan = core.plan_backup(params, now=now)
     assert os.path.basename(plan["path"]) == "app_20260102T030406Z.dump"
     assert [os.path.basename(p) for p in plan["pruned"]] == [taken[1].name, taken[0].name]
+
+
+# ----------------------------------------------------------------------------- textfile metrics
+
+
+def write_finished_backup(db_dir, name, finished_at, size, duration, data=b"PGDMP data"):
+    """A complete backup whose manifest carries what run_backup records (finished_at, size, duration)."""
+    path = write_backup(db_dir, name, data=data)
+    manifest_path = db_dir / (name + ".manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(finished_at=finished_at, size=size, duration=duration)
+    manifest_path.write_text(json.dumps(manifest))
+    return path
+
+
+def metrics_lines(path):
+    return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
+def test_write_backup_metrics_exact_output(tmp_path):
+    db_dir = tmp_path / "backups" / "app"
+    db_dir.mkdir(parents=True)
+    write_finished_backup(db_dir, "app_20260219T023000Z.dump", "2026-02-19T02:30:07.250000+00:00", 1000, 7.25)
+    write_finished_backup(db_dir, "app_20260220T023000Z.dir", "2026-02-20T02:30:12.500000+00:00", 2048, 12.5)
+    # Newer, but not complete: neither the newest backup nor counted.
+    write_backup(db_dir, "app_20260220T050000Z.dump", with_manifest=False)
+    (db_dir / ".app_20260220T051000Z.dump.partial").write_bytes(b"PGDMP")
+    metrics = tmp_path / "textfile"
+    metrics.mkdir()
+    path = core.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", True, now=NOW)
+    assert path == str(metrics / "stackops_pg_backup_app.prom")
+    finished = datetime.datetime(2026, 2, 20, 2, 30, 12, 500000, tzinfo=UTC).timestamp()
+    assert finished == 1771554612.5
+    help_text = core.METRIC_HELP
+    expected = []
+    for key, value in [
+        ("last_success_timestamp_seconds", "1771554612.5"),
+        ("last_size_bytes", "2048"),
+        ("last_duration_seconds", "12.5"),
+        ("count", "2"),
+        ("last_run_success", "1"),
+        ("last_run_timestamp_seconds", "1771564348.0"),
+    ]:
+        name = f"stackops_pg_backup_{key}"
+        expected += [f"# HELP {name} {help_text[key]}", f"# TYPE {name} gauge", f'{name}{{database="app"}} {value}']
+    assert (metrics / "stackops_pg_backup_app.prom").read_text() == "\n".join(expected) + "\n"
+    assert NOW.timestamp() == 1771564348.0
+
+
+def test_metrics_without_finished_at_fall_back_to_the_backup_name(tmp_path):
+    # A manifest without finished_at (older tool, hand-made) still counts, dated by its name (the start).
+    db_dir = tmp_path / "app"
+    db_dir.mkdir()
+    write_backup(db_dir, "app_20260220T023000Z.dump")
+    values = core.backup_metrics(str(db_dir), "app", True, now=NOW)
+    assert values["last_success_timestamp_seconds"] == datetime.datetime(2026, 2, 20, 2, 30, tzinfo=UTC).timestamp()
+    assert values["count"] == 1
+    assert "last_duration_seconds" not in values  # the manifest has no duration
+
+
+def test_metrics_without_backups_omit_last_success(tmp_path):
+    metrics = tmp_path / "textfile"
+    metrics.mkdir()
+    # The database directory does not even exist yet (first run failed before creating it).
+    path = core.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", False, now=NOW)
+    text = Path(path).read_text()
+    for key in ("last_success_timestamp_seconds", "last_size_bytes", "last_duration_seconds"):
+        assert f"stackops_pg_backup_{key}" not in text  # absent() in the alert rule must still fire
+    assert metrics_lines(metrics / "stackops_pg_backup_app.prom") == [
+        'stackops_pg_backup_count{database="app"} 0',
+        'stackops_pg_backup_last_run_success{database="app"} 0',
+        'stackops_pg_backup_last_run_timestamp_seconds{database="app"} 1771564348.0',
+    ]
+
+
+def test_failed_run_keeps_the_last_success_from_disk(tmp_path):
+    backups = tmp_path / "backups"
+    db_dir = backups / "app"
+    db_dir.mkdir(parents=True)
+    write_finished_backup(db_dir, "app_20260219T023000Z.dump", "2026-02-19T02:30:05+00:00", 10, 5)
+    metrics = tmp_path / "textfile"
+    later = NOW + datetime.timedelta(days=1)
+    core.write_backup_metrics(str(metrics), str(backups), "app", False, now=later)
+    lines = metrics_lines(metrics / "stackops_pg_backup_app.prom")
+    assert 'stackops_pg_backup_last_success_timestamp_seconds{database="app"} 1771468205.0' in lines
+    assert 'stackops_pg_backup_last_run_success{database="app"} 0' in lines
+    assert f'stackops_pg_backup_last_run_timestamp_seconds{{database="app"}} {later.timestamp()!r}' in lines
+    assert 'stackops_pg_backup_count{database="app"} 1' in lines
+
+
+def test_metrics_after_a_real_run_match_its_manifest(tmp_path):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    params = {
+        "database": "app",
+        "backup_dir": str(backups),
+        "bin_dir": fake_tools(tmp_path, GOOD_DUMP),
+        "password": SECRET,
+    }
+    result = core.run_backup(params)
+    values = core.backup_metrics(str(backups / "app"), "app", True)
+    finished = datetime.datetime.fromisoformat(result["manifest"]["finished_at"]).timestamp()
+    assert values["last_success_timestamp_seconds"] == finished
+    assert values["last_size_bytes"] == len(b"PGDMP fake dump")
+    assert values["last_duration_seconds"] == result["manifest"]["duration"]
+
+
+def test_metrics_label_value_is_escaped(tmp_path):
+    database = 'we"ird\\db'
+    assert core.escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    path = core.write_backup_metrics(str(tmp_path), str(tmp_path / "backups"), database, True, now=NOW)
+    assert os.path.basename(path) == f"stackops_pg_backup_{database}.prom"
+    assert 'stackops_pg_backup_count{database="we\\"ird\\\\db"} 0' in metrics_lines(tmp_path / os.path.basename(path))
+
+
+def test_metrics_write_is_atomic_and_world_readable(tmp_path, monkeypatch):
+    metrics = tmp_path / "textfile"
+    old_umask = os.umask(0o077)  # what the backup unit runs with
+    try:
+        path = core.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", True, now=NOW)
+    finally:
+        os.umask(old_umask)
+    assert os.stat(metrics).st_mode & 0o777 == 0o755
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    assert os.listdir(metrics) == ["stackops_pg_backup_app.prom"]
+    before = Path(path).read_text()
+
+    seen = []
+
+    def failing_replace(src, dst):
+        seen.append(src)
+        assert not src.endswith(".prom")  # node exporter only reads *.prom: never a half-written file
+        assert os.path.dirname(src) == str(metrics)  # same filesystem, so the rename is atomic
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(core.os, "replace", failing_replace)
+    with pytest.raises(PgBackupError, match=f"cannot write backup metrics {path} .*No space left on device"):
+        core.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", False, now=NOW)
+    assert seen
+    assert os.listdir(metrics) == ["stackops_pg_backup_app.prom"]  # temp file removed
+    assert Path(path).read_text() == before  # the previous file still stands
+
+
+def test_metrics_bad_directory_names_the_path(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(PgBackupError, match=f"metrics directory {afile} exists but is not a directory"):
+        core.write_backup_metrics(str(afile), str(tmp_path), "app", True)
+    below = afile / "sub"
+    with pytest.raises(PgBackupError, match=f"directory {below}\\)"):
+        core.write_backup_metrics(str(below), str(tmp_path), "app", True)
+    with pytest.raises(PgBackupError, match="cannot be used as a directory name"):
+        core.write_backup_metrics(str(tmp_path), str(tmp_path), "../x", True)
+
+
+@pytest.mark.parametrize(
+    ("option", "environ", "expected"),
+    [
+        ("success", {"SERVICE_RESULT": "exit-code"}, True),
+        ("failure", {"SERVICE_RESULT": "success"}, False),
+        (None, {"SERVICE_RESULT": "success"}, True),
+        (None, {"SERVICE_RESULT": "exit-code"}, False),
+        (None, {"SERVICE_RESULT": "signal"}, False),
+        (None, {"SERVICE_RESULT": "timeout"}, False),
+    ],
+)
+def test_run_result_from(option, environ, expected):
+    assert core.run_result_from(option, environ) is expected
+
+
+def test_run_result_needs_a_source():
+    with pytest.raises(PgBackupError, match="--run-result success\\|failure"):
+        core.run_result_from(None, {})
+
+
+def test_script_main_write_metrics(tmp_path, capsys, monkeypatch):
+    backups = tmp_path / "backups"
+    (backups / "app").mkdir(parents=True)
+    write_finished_backup(backups / "app", "app_20260219T023000Z.dump", "2026-02-19T02:30:05+00:00", 10, 5)
+    config = tmp_path / "pg_backup-app.json"
+    config.write_text(json.dumps({"database": "app", "backup_dir": str(backups), "keep_last": 3}))
+    metrics = tmp_path / "textfile"
+    prom = metrics / "stackops_pg_backup_app.prom"
+    before = sorted(p.name for p in (backups / "app").iterdir())
+
+    monkeypatch.setenv("SERVICE_RESULT", "exit-code")
+    assert core.main(["--config", str(config), "--write-metrics", str(metrics)]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics_path"] == str(prom)
+    assert 'stackops_pg_backup_last_run_success{database="app"} 0' in metrics_lines(prom)
+    assert 'stackops_pg_backup_last_success_timestamp_seconds{database="app"} 1771468205.0' in metrics_lines(prom)
+    assert sorted(p.name for p in (backups / "app").iterdir()) == before  # no backup was taken
+
+    assert core.main(["--config", str(config), "--write-metrics", str(metrics), "--run-result", "success"]) == 0
+    assert 'stackops_pg_backup_last_run_success{database="app"} 1' in metrics_lines(prom)
+
+    monkeypatch.delenv("SERVICE_RESULT")
+    assert core.main(["--config", str(config), "--write-metrics", str(metrics)]) == 1
+    assert "SERVICE_RESULT" in capsys.readouterr().err
+
+    assert core.main(["--config", str(config), "--write-metrics", str(config), "--run-result", "success"]) == 1
+    assert f"metrics directory {config} exists but is not a directory" in capsys.readouterr().err
+
+    for argv in (["--check", "--write-metrics", str(metrics)], ["--run-result", "success"]):
+        with pytest.raises(SystemExit) as excinfo:
+            core.main(["--config", str(config), *argv])
+        assert excinfo.value.code == 2

@@ -407,3 +407,38 @@ def test_info_errors(tmp_path):
         core.info(str(tmp_path / "missing"))
     with pytest.raises(ReleaseError, match="not a deploy root"):
         core.info(str(tmp_path))
+
+
+def test_info_reports_links_with_the_release_they_name(tmp_path):
+    root = tmp_path / "app"
+    deploy(root, make_tar(tmp_path / "a.tgz", [("f", b"1")]), "r1")
+    deploy(root, make_tar(tmp_path / "b.tgz", [("f", b"2")]), "r2")
+    (root / "colors").mkdir()
+    os.symlink(str(root / "releases" / "r1"), root / "colors" / "blue")  # absolute target
+    os.symlink("../releases/r2", root / "colors" / "green")  # relative target
+    os.symlink("../releases/gone", root / "colors" / "red")  # dangling
+    os.symlink("/etc", root / "colors" / "odd")  # not a release
+    links = core.info(str(root), ["colors/blue", "colors/green", "colors/red", "colors/odd", "colors/none"])["links"]
+    assert {name: found["release_id"] for name, found in links.items()} == {
+        "colors/blue": "r1", "colors/green": "r2", "colors/red": None, "colors/odd": None, "colors/none": None,
+    }  # fmt: skip
+    assert links["colors/green"]["target"] == str(root / "releases" / "r2")
+    assert links["colors/none"] == {"path": str(root / "colors" / "none"), "exists": False, "target": None,
+                                    "release_id": None}  # fmt: skip
+    assert links["colors/red"]["exists"] is True
+    assert "links" in core.info(str(root)) and core.info(str(root))["links"] == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [("/srv/app/colors/blue", "relative to the deploy root"), ("../other/blue", "leaves the deploy root"),
+     ("colors/../../x", "leaves the deploy root"), ("", "relative to the deploy root"),
+     ("colors/plain", "is not a symlink")],
+)  # fmt: skip
+def test_info_refuses_bad_links(tmp_path, name, fragment):
+    root = tmp_path / "app"
+    deploy(root, make_tar(tmp_path / "a.tgz", [("f", b"1")]), "r1")
+    (root / "colors").mkdir()
+    (root / "colors" / "plain").write_text("not a link")
+    with pytest.raises(ReleaseError, match=fragment):
+        core.info(str(root), ["colors/blue", name] if name != "colors/plain" else [name])

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.stackops.platform.plugins.module_utils import release_core
 from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import render_upstream
 from ansible_collections.stackops.platform.plugins.modules import blue_green
 
@@ -134,3 +136,37 @@ def test_unhealthy_target_fails_with_last_answer(capsys, paths):
     assert result["health_checks"] >= 1
     assert paths["up"].read_bytes() == before
     assert not paths["state"].exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"release": "previous", "release_path": "/srv/app"}, "mutually exclusive: color|release"),
+        ({"color": None}, "one of the following is required: color, release"),
+        ({"color": None, "release": "previous"}, "missing parameter(s) required by 'release': release_path"),
+    ],
+)
+def test_colour_or_release_arguments(capsys, paths, overrides, named):
+    before = paths["up"].read_text()
+    args = {k: v for k, v in module_args(paths, **overrides).items() if v is not None}
+    code, result = run_module(capsys, args)
+    assert code == 1 and named in result["msg"], result["msg"]
+    assert paths["up"].read_text() == before and not paths["state"].exists()
+
+
+def test_release_puts_the_colour_running_it_live(capsys, paths, tmp_path):
+    root = tmp_path / "srv"
+    for rid in ("r1", "r2"):
+        src = tmp_path / f"src-{rid}"
+        src.mkdir()
+        release_core.run({"path": str(root), "src": str(src), "release_id": rid})
+    (root / "colors").mkdir()
+    (root / "colors" / "blue").symlink_to("../releases/r1")
+    (root / "colors" / "green").symlink_to("../releases/r2")
+    args = {k: v for k, v in module_args(paths, color=None, release="previous", release_path=str(root)).items()
+            if v is not None}  # fmt: skip
+    code, result = run_module(capsys, args)
+    assert code == 0 and result["changed"] and result["release"] == "r1" and result["active"] == "blue"
+    assert result["current_moved"] and os.readlink(root / "current") == "releases/r1"
+    code, result = run_module(capsys, dict(args, release="r9"))
+    assert code == 1 and "release 'r9' does not exist; available releases: r1, r2" in result["msg"]

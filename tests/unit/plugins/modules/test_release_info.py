@@ -41,3 +41,18 @@ def test_reports_releases(capsys, tmp_path):
 def test_errors(capsys, tmp_path, sub, fragment):
     code, res = run_module(capsys, {"path": str(tmp_path / sub)})
     assert code == 1 and fragment in res["msg"]
+
+
+def test_reports_links_and_names_a_bad_one(capsys, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    root = tmp_path / "app"
+    run({"path": str(root), "src": str(src), "release_id": "r1"})
+    (root / "colors").mkdir()
+    (root / "colors" / "blue").symlink_to("../releases/r1")
+    code, res = run_module(capsys, {"path": str(root), "links": ["colors/blue", "colors/green"]})
+    assert code == 0 and res["changed"] is False
+    assert res["links"]["colors/blue"]["release_id"] == "r1"
+    assert res["links"]["colors/green"]["exists"] is False
+    code, res = run_module(capsys, {"path": str(root), "links": ["colors/blue", "../escape"]})
+    assert code == 1 and "'../escape' leaves the deploy root" in res["msg"]

@@ -76,12 +76,19 @@ def test_blue_green_switch_under_load_failed_no_request(host):
 
 def test_prometheus_every_target_up_and_rules_loaded(host):
     only(host, "monitoring")
-    status, body = http(host, f"http://{address(host)}:9090/api/v1/targets")
-    assert status == 200
-    targets = json.loads(body)["data"]["activeTargets"]
+    # side_effect's last rollback restarted a colour seconds ago: its last scrape may predate the restart, so
+    # wait up to four scrape intervals for a fresh one before calling a target down.
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = http(host, f"http://{address(host)}:9090/api/v1/targets")
+        assert status == 200
+        targets = json.loads(body)["data"]["activeTargets"]
+        down = [(t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"]
+        if not down or time.monotonic() > deadline:
+            break
+        time.sleep(5)
     jobs = {t["labels"]["job"] for t in targets}
     assert len(targets) >= 5, jobs
-    down = [(t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"]
     assert not down, down
     status, body = http(host, f"http://{address(host)}:9090/api/v1/rules")
     names = {r["name"] for g in json.loads(body)["data"]["groups"] for r in g["rules"]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,30 @@ def test_deploy_with_missing_archive_fails_before_any_host(tmp_path, playbook):
     assert run.failed() == 1
     assert "no such file" in run.task("Check the release archive exists")["msg"]
     assert not (tmp_path / "srv").exists()
+
+
+def test_deploy_check_mode_reports_the_plan_and_changes_nothing(deploy_root, tmp_path, playbook):
+    src = tmp_path / "build" / "sample-app-2.0.0"
+    src.mkdir(parents=True)
+    (src / "VERSION").write_text("2.0.0\n")
+    archive = tmp_path / "sample-app-2.0.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="sample-app-2.0.0")
+    archives = tmp_path / "archives"
+    before = _snapshot(deploy_root)
+    run = playbook(
+        str(REPO_ROOT / "playbooks" / "deploy.yml"),
+        inventory="[api]\n" + _inventory(deploy_root).split("\n")[1] + "\n",
+        extravars=dict(
+            _extravars(deploy_root), release_archive=str(archive), release_id="r2", deploy_archive_dir=str(archives)
+        ),
+        check=True,
+    )
+    assert run.failed() == 0, run.results
+    plan = run.task("Show what the deploy would do")["msg"]
+    assert "would get release r2" in plan and "pointed at it and restarted" in plan, plan
+    assert "switched from blue to green" in plan and "Nothing was changed" in plan, plan
+    # Nothing written: no archive copied, no release, no colour link, no blue_green state, current still r1.
+    assert _snapshot(deploy_root) == before
+    assert not archives.exists()
+    assert not (deploy_root / "blue_green.json").exists()

@@ -44,7 +44,7 @@ def database(pg_cluster, request):
     name = "deploy_bk_" + request.node.name.split("[")[0][-20:].lower().replace("-", "_")
     pg_cluster.psql(f"DROP DATABASE IF EXISTS {qi(name)};", superuser=True)
     pg_cluster.psql(f"CREATE DATABASE {qi(name)} OWNER {qi(TEST_USER)};", superuser=True)
-    pg_cluster.psql("CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'one'), (2, 'two');",
+    pg_cluster.psql("CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a'), (2, 'b');",
                     db=name)
     yield name
     pg_cluster.psql(f"DROP DATABASE IF EXISTS {qi(name)};", superuser=True)
@@ -65,7 +65,7 @@ def backups(directory: Path, database: str) -> list[Path]:
 
 def test_backs_up_on_the_only_postgres_host_into_the_role_directory(playbook, pg_cluster, archive, database, tmp_path):
     backup_dir = tmp_path / "pg-backups"  # missing: the play creates it like the role does
-    inventory = "[postgres]\n" + host_line("db-1", postgres_port=pg_cluster.port, postgres_backup_dir=str(backup_dir)) + "\n"
+    inventory = "[postgres]\n" + host_line("db-1", postgres_port=pg_cluster.port, postgres_backup_dir=str(backup_dir))
     run = playbook(DEPLOY, inventory=inventory, extravars=extravars(pg_cluster, archive, database))
     assert run.failed("db-1") == 0, run.results
     [dump] = backups(backup_dir, database)
@@ -105,7 +105,8 @@ def test_follows_the_database_url_to_its_postgres_host(playbook, pg_cluster, arc
 
 
 def test_ambiguous_postgres_host_is_refused_before_anything_changes(playbook, pg_cluster, archive, database, tmp_path):
-    lines = [host_line(n, postgres_port=pg_cluster.port, postgres_backup_dir=str(tmp_path / n)) for n in ("db-a", "db-b")]
+    lines = [host_line(n, postgres_port=pg_cluster.port, postgres_backup_dir=str(tmp_path / n))
+             for n in ("db-a", "db-b")]
     run = playbook(DEPLOY, inventory="[postgres]\n" + "\n".join(lines) + "\n",
                    extravars=extravars(pg_cluster, archive, database))
     assert run.failed("db-a") == 1
@@ -143,7 +144,7 @@ def test_user_or_password_without_backup_host_is_refused(playbook, pg_cluster, a
 def test_check_mode_plans_and_changes_nothing(playbook, pg_cluster, archive, database, tmp_path):
     backup_dir = tmp_path / "pg-backups"
     backup_dir.mkdir()
-    inventory = "[postgres]\n" + host_line("db-1", postgres_port=pg_cluster.port, postgres_backup_dir=str(backup_dir)) + "\n"
+    inventory = "[postgres]\n" + host_line("db-1", postgres_port=pg_cluster.port, postgres_backup_dir=str(backup_dir))
     run = playbook(DEPLOY, inventory=inventory, extravars=extravars(pg_cluster, archive, database), check=True)
     assert run.failed("db-1") == 0, run.results
     assert run.task(SOCKET_TASK)["path"].startswith(f"{backup_dir}/{database}/{database}_")

@@ -20,7 +20,7 @@ def _prometheus_figures(answers, queries=None):
         raise AnsibleFilterError(str(exc)) from None
 
 
-def _env_comparison_markdown(figures, baseline, candidate, window="", end="", sources=None):
+def _env_comparison_markdown(figures, baseline, candidate, *, window="", end="", sources=None):
     try:
         return comparison_markdown(figures, baseline, candidate, window=window, end=end, sources=sources)
     except EnvReportError as exc:

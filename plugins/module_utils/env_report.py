@@ -94,7 +94,15 @@ def comparison_rows(figures, baseline, candidate):
         delta = None if b is None or c is None else c - b
         relative = None if delta is None or b == 0 else delta / b
         rows.append(
-            {"key": key, "title": title, "unit": unit, "baseline": b, "candidate": c, "delta": delta, "relative": relative}
+            {
+                "key": key,
+                "title": title,
+                "unit": unit,
+                "baseline": b,
+                "candidate": c,
+                "delta": delta,
+                "relative": relative,
+            }
         )
     return rows
 
@@ -116,7 +124,7 @@ def format_relative(relative):
     return "n/a" if relative is None else f"{relative * 100:+.1f} %"
 
 
-def comparison_markdown(figures, baseline, candidate, window="", end="", sources=None):
+def comparison_markdown(figures, baseline, candidate, *, window="", end="", sources=None):
     """The comparison as a Markdown document (a title line, what was compared, the table)."""
     rows = comparison_rows(figures, baseline, candidate)
     lines = [f"# {baseline.capitalize()} vs {candidate.capitalize()}", ""]

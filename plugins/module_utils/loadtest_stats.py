@@ -59,7 +59,9 @@ def build_plan(stages, rate_limit=None, path="/", warmup=1.0):
         start += duration
     if rate_limit:
         if not isinstance(rate_limit, dict):
-            raise LoadTestError(f"loadtest_rate_limit must be a mapping (rps, burst, stage_rps, duration), got {rate_limit!r}")
+            raise LoadTestError(
+                f"loadtest_rate_limit must be a mapping (rps, burst, stage_rps, duration), got {rate_limit!r}"
+            )
         unknown = set(rate_limit) - {"rps", "burst", "stage_rps", "duration", "path"}
         if unknown:
             raise LoadTestError(f"loadtest_rate_limit has unknown keys {sorted(unknown)}")
@@ -67,10 +69,13 @@ def build_plan(stages, rate_limit=None, path="/", warmup=1.0):
         burst = rate_limit.get("burst", 0)
         if isinstance(burst, bool) or not isinstance(burst, (int, float)) or burst < 0:
             raise LoadTestError(f"loadtest_rate_limit.burst must be a number >= 0, got {burst!r}")
-        stage_rps = int(_number(rate_limit.get("stage_rps", math.ceil(limit * 3)), "loadtest_rate_limit.stage_rps", integer=True))
+        stage_rps = int(
+            _number(rate_limit.get("stage_rps", math.ceil(limit * 3)), "loadtest_rate_limit.stage_rps", integer=True)
+        )
         if stage_rps <= limit:
             raise LoadTestError(
-                f"loadtest_rate_limit.stage_rps ({stage_rps}) must exceed loadtest_rate_limit.rps ({limit:g}) to go over the limit"
+                f"loadtest_rate_limit.stage_rps ({stage_rps}) must exceed loadtest_rate_limit.rps ({limit:g}) "
+                "to go over the limit"
             )
         duration = float(_number(rate_limit.get("duration", 10), "loadtest_rate_limit.duration"))
         plan.append(
@@ -122,10 +127,13 @@ def summarise(plan, samples, thresholds):
         i = stage_at(plan, offset)
         if i is not None and offset >= plan[i]["measure_from"]:
             buckets[i].append((float(duration_ms), int(status)))
-    return [_stage_result(stage, got, p95_max, error_max, min_rate, tolerance) for stage, got in zip(plan, buckets)]
+    return [
+        _stage_result(stage, got, p95_max=p95_max, error_max=error_max, min_rate=min_rate, tolerance=tolerance)
+        for stage, got in zip(plan, buckets, strict=True)
+    ]
 
 
-def _stage_result(stage, got, p95_max, error_max, min_rate, tolerance):
+def _stage_result(stage, got, *, p95_max, error_max, min_rate, tolerance):
     window = stage["end"] - stage["measure_from"]
     total = len(got)
     durations = sorted(d for d, _status in got)
@@ -181,13 +189,16 @@ def _ms(value):
 
 def render_table(results):
     """The per-stage table, one line per stage (fixed-width text)."""
-    header = f"{'stage':<34} {'target':>7} {'achieved':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'429':>6}  verdict"
+    header = (
+        f"{'stage':<34} {'target':>7} {'achieved':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>7} {'429':>6}  verdict"
+    )
     lines = [header]
     for r in results:
         ratio = "n/a" if r["error_ratio"] is None else f"{r['error_ratio']:.2%}"
         verdict = "PASS" if r["passed"] else "FAIL: " + "; ".join(r["reasons"])
         lines.append(
-            f"{r['name']:<34} {r['target_rps']:>7} {r['achieved_rps']:>9.1f} {_ms(r['p50_ms']):>8} {_ms(r['p95_ms']):>8} "
-            f"{_ms(r['p99_ms']):>8} {ratio:>7} {r['status_429']:>6}  {verdict}"
+            f"{r['name']:<34} {r['target_rps']:>7} {r['achieved_rps']:>9.1f} {_ms(r['p50_ms']):>8} "
+            f"{_ms(r['p95_ms']):>8} {_ms(r['p99_ms']):>8} {ratio:>7} {r['status_429']:>6}  {verdict}"
         )
     return lines

@@ -37,7 +37,7 @@ def run_locust(url: str, plan: list, python: str, workdir: Path) -> list:
     ]  # fmt: skip
     total = plan[-1]["end"]
     try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=total + 60, check=False)  # noqa: S603
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=total + 60, check=False)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"locust did not finish within {total + 60:.0f} s") from None
     if proc.returncode != 0 or not samples_file.exists():

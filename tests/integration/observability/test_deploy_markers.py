@@ -57,7 +57,10 @@ def test_deploy_and_switch_markers_reach_prometheus(playbook, tmp_path):
     colors = tmp_path / "srv" / "colors"
     colors.mkdir(parents=True)
     (colors / "blue").symlink_to(tmp_path / "srv" / "releases" / "r1")
-    with node_exporter(tmp_path / "ne", textfile) as target, scraping_prometheus(tmp_path / "prom", "node", [target]) as prom:
+    with (
+        node_exporter(tmp_path / "ne", textfile) as target,
+        scraping_prometheus(tmp_path / "prom", "node", [target]) as prom,
+    ):
         before = time.time()
         run = playbook(marker_play("deploy", "green", "r2", deploy_marker_metrics_dir=str(textfile)))
         assert run.failed() == 0, run.results
@@ -133,13 +136,13 @@ class Grafana:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self):  # noqa: N802 - http.server API
+            def do_GET(self):
                 if standin:
                     self._send(200, {"database": "ok", "version": "standin", "commit": "STAND-IN, not Grafana"})
                 else:
                     self._send(200, {"database": "ok", "version": "11.3.0", "commit": "abc"})
 
-            def do_POST(self):  # noqa: N802 - http.server API
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 grafana.posts.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                 if self.headers.get("Authorization") != "Bearer glsa_test":

@@ -76,7 +76,7 @@ def edge(tmp_path_factory):
         deadline = time.monotonic() + 10
         while True:
             try:
-                with urllib.request.urlopen(url + "/", timeout=1):  # noqa: S310 - loopback test nginx
+                with urllib.request.urlopen(url + "/", timeout=1):
                     break
             except OSError:
                 if time.monotonic() > deadline:
@@ -131,7 +131,12 @@ def test_staged_load_and_rate_limit_pass(playbook, edge, tmp_path):
 )
 def test_rate_limit_stage_fails_without_429(playbook, edge, tmp_path, path, reason):
     result = tmp_path / "result.json"
-    extravars = _vars(edge, result, loadtest_stages=[{"rps": 5, "duration": 2}], loadtest_rate_limit={**RATE_LIMIT, "path": path, "duration": 4})
+    extravars = _vars(
+        edge,
+        result,
+        loadtest_stages=[{"rps": 5, "duration": 2}],
+        loadtest_rate_limit={**RATE_LIMIT, "path": path, "duration": 4},
+    )
     run = playbook(PLAYBOOK, inventory="[monitoring]\n", extravars=extravars)
     assert run.failed() == 1
     limit = json.loads(result.read_text())["stages"][-1]

@@ -8,7 +8,7 @@ fixed hour), so the table's figures and deltas are known exactly. The URLs come 
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from prom_helpers import PROMETHEUS, PROMTOOL, backfilled_prometheus, need
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = str(REPO_ROOT / "playbooks" / "report.yml")
-END = datetime(2026, 11, 1, 1, 0, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)
 STEP = 15  # seconds between samples
 WINDOW = 3600
 
@@ -48,7 +48,9 @@ def openmetrics(rates: dict) -> str:
     lines = ["# TYPE http_requests counter"]
     for status, key in (("200", "ok"), ("500", "err")):
         for i, t in enumerate(times):
-            lines.append(f'http_requests_total{{{api},method="GET",path="/",status="{status}"}} {1000 + i * rates[key]} {t}')
+            lines.append(
+                f'http_requests_total{{{api},method="GET",path="/",status="{status}"}} {1000 + i * rates[key]} {t}'
+            )
     # Another job's failures: the report's selector (job="api") must leave them out.
     for i, t in enumerate(times):
         lines.append(f'http_requests_total{{job="canary",instance="c:1",status="503"}} {i * 50} {t}')
@@ -65,7 +67,9 @@ def openmetrics(rates: dict) -> str:
         for mode in ("idle", "user"):
             for i, t in enumerate(times):
                 value = 50000 + i * rates[mode]
-                lines.append(f'node_cpu_seconds_total{{job="node",instance="app-1:9100",cpu="{cpu}",mode="{mode}"}} {value} {t}')
+                lines.append(
+                    f'node_cpu_seconds_total{{job="node",instance="app-1:9100",cpu="{cpu}",mode="{mode}"}} {value} {t}'
+                )
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
@@ -77,7 +81,9 @@ def environments(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     with contextlib.ExitStack() as stack:
         urls = {
-            env: stack.enter_context(backfilled_prometheus(root / f"prometheus-test-instance-{env}", openmetrics(rates)))
+            env: stack.enter_context(
+                backfilled_prometheus(root / f"prometheus-test-instance-{env}", openmetrics(rates))
+            )
             for env, rates in (("staging", STAGING), ("production", PRODUCTION))
         }
         inventories = root / "inventories"
@@ -132,7 +138,11 @@ def test_report_marks_missing_data_as_na(playbook, environments, tmp_path):
     [
         ({"report_window": "a week"}, "Check the report settings", "report_window to a Prometheus duration"),
         ({"report_environments": ["staging"]}, "Check the report settings", "two environments"),
-        ({"report_environments": ["staging", "qa"]}, "Check each environment's Prometheus URL", "qa/group_vars/all/main.yml"),
+        (
+            {"report_environments": ["staging", "qa"]},
+            "Check each environment's Prometheus URL",
+            "qa/group_vars/all/main.yml",
+        ),
         ({"report_api_selector": 'job="api"}'}, "Work out the figures and the table", "Prometheus did not answer"),
     ],
 )

@@ -16,7 +16,10 @@ from ansible_collections.stackops.platform.plugins.module_utils.env_report impor
 
 
 def vector(*values):
-    return {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, v]} for v in values]}}
+    return {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, v]} for v in values]},
+    }
 
 
 FIGURES = {

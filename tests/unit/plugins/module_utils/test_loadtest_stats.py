@@ -114,7 +114,10 @@ def test_rate_limit_stage_fails(samples, reason):
 
 @pytest.mark.parametrize(
     ("thresholds", "message"),
-    [({"error_ratio": 0.01}, "loadtest_p95_seconds"), ({"p95_seconds": 0.3, "error_ratio": 1.5}, "loadtest_error_ratio")],
+    [
+        ({"error_ratio": 0.01}, "loadtest_p95_seconds"),
+        ({"p95_seconds": 0.3, "error_ratio": 1.5}, "loadtest_error_ratio"),
+    ],
 )
 def test_thresholds_checked(thresholds, message):
     with pytest.raises(lt.LoadTestError, match=message):

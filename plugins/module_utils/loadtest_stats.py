@@ -122,7 +122,7 @@ def summarise(plan, samples, thresholds):
         raise LoadTestError(f"loadtest_error_ratio must be a ratio in [0, 1), got {error_max!r}")
     min_rate = float(thresholds.get("min_rate_ratio", 0.9))
     tolerance = float(thresholds.get("limit_tolerance", 0.2))
-    buckets = [[] for _ in plan]
+    buckets = [[] for _stage in plan]
     for offset, duration_ms, status in samples:
         i = stage_at(plan, offset)
         if i is not None and offset >= plan[i]["measure_from"]:

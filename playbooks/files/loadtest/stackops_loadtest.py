@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 # Copyright: stackops platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Staged load test against one URL with locust (called by playbooks/loadtest.yml; usable on its own).
 
-    stackops_loadtest.py --spec '{"url": "https://staging.example.com", "stages": [{"rps": 50, "duration": 60}],
+    python3 stackops_loadtest.py --spec '{"url": "https://staging.example.com", "stages": [{"rps": 50, "duration": 60}],
         "rate_limit": {"rps": 10, "burst": 20, "stage_rps": 50, "duration": 10, "path": "/"},
         "thresholds": {"p95_seconds": 0.3, "error_ratio": 0.01}}' --result result.json
 

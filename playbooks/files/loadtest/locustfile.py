@@ -60,15 +60,14 @@ class StagedUser(FastHttpUser):
 
 
 class Stages(LoadTestShape):
-    """The plan's stages in order: `rps` users, all spawned within a second; stop after the last."""
+    """The plan's stages in order: `rps` users, all started (or the previous stage's extra users stopped)
+    within a second, so a stage's rate is not the previous one's tail; stop after the last stage."""
 
     def tick(self):
         RUN["start"] = self.start_time
-        stage = None
         run_time = self.get_run_time()
-        for candidate in PLAN:
-            if candidate["start"] <= run_time < candidate["end"]:
-                stage = candidate
-        if stage is None:
-            return None
-        return stage["rps"], max(stage["rps"], 1)
+        for i, stage in enumerate(PLAN):
+            if stage["start"] <= run_time < stage["end"]:
+                previous = PLAN[i - 1]["rps"] if i else 0
+                return stage["rps"], max(stage["rps"], previous, 1)
+        return None

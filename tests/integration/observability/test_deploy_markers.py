@@ -241,3 +241,14 @@ def test_grafana_down_is_reported_not_fatal(playbook, tmp_path):
     )
     assert run.failed() == 0, run.results
     assert "does not answer" in run.task("Report the Grafana annotation")["msg"]
+
+
+@pytest.mark.parametrize("grafana", [False], indirect=True)
+def test_check_mode_posts_no_annotation(playbook, tmp_path, grafana):
+    extra = {"deploy_marker_grafana_url": grafana.url, "deploy_marker_grafana_token": "glsa_test"}
+    textfile = tmp_path / "textfile"
+    run = playbook(marker_play("deploy", "green", "r2", deploy_marker_metrics_dir=str(textfile), **extra), check=True)
+    assert run.failed() == 0, run.results
+    assert run.task("Report the Grafana annotation")["msg"] == "check mode: no Grafana annotation posted"
+    assert grafana.posts == []
+    assert not textfile.exists() or not list(textfile.iterdir())

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 from prom_helpers import NODE_EXPORTER, PROMETHEUS, free_port, need, node_exporter, query, scraping_prometheus
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -252,3 +253,23 @@ def test_check_mode_posts_no_annotation(playbook, tmp_path, grafana):
     assert run.task("Report the Grafana annotation")["msg"] == "check mode: no Grafana annotation posted"
     assert grafana.posts == []
     assert not textfile.exists() or not list(textfile.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("path", "event"),
+    [
+        ("playbooks/tasks/deploy_host.yml", "deploy"),
+        ("playbooks/tasks/rollback_host.yml", "rollback"),
+        ("playbooks/switch.yml", "switch"),
+    ],
+)
+def test_every_deploy_rollback_and_switch_records_a_marker(path, event):
+    """The wiring: the file that ends each operation includes the marker task file with its event."""
+    docs = yaml.safe_load((REPO_ROOT / path).read_text())
+    tasks = docs[0]["tasks"] if isinstance(docs[0], dict) and "tasks" in docs[0] else docs
+    (include,) = [t for t in tasks if str(t.get("ansible.builtin.include_tasks", "")).endswith("deploy_marker.yml")]
+    assert include["vars"]["__deploy_marker_event"] == event
+    assert include["vars"]["__deploy_marker_color"] == "{{ __deploy_switch.active }}"
+    # After the switch: the marker names what now serves.
+    switches = [i for i, t in enumerate(tasks) if t is not include and "switch" in str(t.get("name", "")).lower()]
+    assert switches and tasks.index(include) > max(switches)

@@ -7,6 +7,8 @@ target_session_attrs=read-write, as an app would. Each attempt uses a new id; an
 acknowledged when its autocommit INSERT returned without error. Stops 3 s after writes
 resume on another server (or at max seconds) and writes a JSON summary.
 """
+
+import contextlib
 import json
 import sys
 import time
@@ -18,8 +20,14 @@ def main():
     dsn, limit, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     start = time.monotonic()
     acked, conn, cur, server = [], None, None, None
-    result = {"first_server": None, "first_failure_s": None, "first_error": None,
-              "resumed_s": None, "resumed_server": None, "errors": 0}
+    result = {
+        "first_server": None,
+        "first_failure_s": None,
+        "first_error": None,
+        "resumed_s": None,
+        "resumed_server": None,
+        "errors": 0,
+    }
     next_id = 0
     while True:
         now = time.monotonic() - start
@@ -37,7 +45,8 @@ def main():
             acked.append(next_id)
             if result["first_server"] is None:
                 result["first_server"] = server
-            if result["first_failure_s"] is not None and result["resumed_s"] is None and server != result["first_server"]:
+            failed_before = result["first_failure_s"] is not None
+            if failed_before and result["resumed_s"] is None and server != result["first_server"]:
                 result["resumed_s"] = round(time.monotonic() - start, 3)
                 result["resumed_server"] = server
             time.sleep(0.002)
@@ -47,10 +56,8 @@ def main():
                 result["first_failure_s"] = round(time.monotonic() - start, 3)
                 result["first_error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if conn is not None:
-                try:
+                with contextlib.suppress(psycopg2.Error):
                     conn.close()
-                except psycopg2.Error:
-                    pass
             conn = None
             time.sleep(0.1)
     result["attempts"] = next_id

@@ -6,6 +6,7 @@ Samples pg_stat_replication twice a second (bytes the standby has not replayed, 
 scrapes prometheus-postgres-exporter once mid-run for the metric the alert rules read
 (pg_stat_replication_pg_wal_lsn_diff).
 """
+
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import urllib.request
 import psycopg2
 
 BIN = "/usr/lib/postgresql/15/bin"
+EXPORTER_DSN = "host=/var/run/postgresql user=postgres dbname=postgres sslmode=disable"
 LAG_SQL = """
 SELECT application_name, sync_state,
        pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
@@ -30,10 +32,16 @@ def main():
     subprocess.run([f"{BIN}/pgbench", "-i", "-q", "-s", "5", database], check=True, capture_output=True)
     exporter = subprocess.Popen(
         ["/usr/bin/prometheus-postgres-exporter", f"--web.listen-address=127.0.0.1:{port}"],
-        env={**os.environ, "DATA_SOURCE_NAME": "host=/var/run/postgresql user=postgres dbname=postgres sslmode=disable"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    bench = subprocess.Popen([f"{BIN}/pgbench", "-c", "4", "-j", "2", "-T", str(seconds), database],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env={**os.environ, "DATA_SOURCE_NAME": EXPORTER_DSN},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    bench = subprocess.Popen(
+        [f"{BIN}/pgbench", "-c", "4", "-j", "2", "-T", str(seconds), database],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     conn = psycopg2.connect("host=/var/run/postgresql dbname=postgres")
     conn.autocommit = True
     cur = conn.cursor()
@@ -51,17 +59,21 @@ def main():
     tps = re.search(r"tps = ([0-9.]+)", output)
     byte_lags = sorted(row[2] for row in samples if row[2] is not None)
     time_lags = sorted(row[3] for row in samples)
-    print(json.dumps({
-        "pgbench_seconds": seconds,
-        "pgbench_tps": float(tps.group(1)) if tps else None,
-        "samples": len(samples),
-        "standbys": sorted({f"{row[0]} ({row[1]})" for row in samples}),
-        "lag_bytes_max": byte_lags[-1] if byte_lags else None,
-        "lag_bytes_p50": byte_lags[len(byte_lags) // 2] if byte_lags else None,
-        "replay_lag_seconds_max": round(time_lags[-1], 4) if time_lags else None,
-        "replay_lag_seconds_p50": round(time_lags[len(time_lags) // 2], 4) if time_lags else None,
-        "exporter_metric": exported,
-    }))
+    print(
+        json.dumps(
+            {
+                "pgbench_seconds": seconds,
+                "pgbench_tps": float(tps.group(1)) if tps else None,
+                "samples": len(samples),
+                "standbys": sorted({f"{row[0]} ({row[1]})" for row in samples}),
+                "lag_bytes_max": byte_lags[-1] if byte_lags else None,
+                "lag_bytes_p50": byte_lags[len(byte_lags) // 2] if byte_lags else None,
+                "replay_lag_seconds_max": round(time_lags[-1], 4) if time_lags else None,
+                "replay_lag_seconds_p50": round(time_lags[len(time_lags) // 2], 4) if time_lags else None,
+                "exporter_metric": exported,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def main():
             if failed_before and result["resumed_s"] is None and server != result["first_server"]:
                 result["resumed_s"] = round(time.monotonic() - start, 3)
                 result["resumed_server"] = server
-            time.sleep(0.002)
+            time.sleep(0.01)
         except psycopg2.Error as exc:
             result["errors"] += 1
             if result["first_failure_s"] is None and result["first_server"] is not None:

@@ -39,7 +39,7 @@ def main():
                 conn = psycopg2.connect(dsn, connect_timeout=2)
                 conn.autocommit = True
                 cur = conn.cursor()
-                cur.execute("SELECT inet_server_addr()::text")
+                cur.execute("SELECT host(inet_server_addr())")
                 server = cur.fetchone()[0]
             cur.execute("INSERT INTO failover_probe (id) VALUES (%s)", (next_id,))
             acked.append(next_id)
@@ -49,7 +49,7 @@ def main():
             if failed_before and result["resumed_s"] is None and server != result["first_server"]:
                 result["resumed_s"] = round(time.monotonic() - start, 3)
                 result["resumed_server"] = server
-            time.sleep(0.01)
+            time.sleep(0.02)
         except psycopg2.Error as exc:
             result["errors"] += 1
             if result["first_failure_s"] is None and result["first_server"] is not None:

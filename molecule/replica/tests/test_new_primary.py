@@ -42,7 +42,7 @@ def test_hba_admits_replication_only_from_the_other_member(host):
         host,
         "SELECT address || '/' || netmask || ' ' || auth_method FROM pg_hba_file_rules"
         " WHERE 'replication' = ANY(database)",
-    ).stdout.split("\n")
+    ).stdout.strip().split("\n")
     assert rules == ["172.30.61.11/255.255.255.255 scram-sha-256"], rules
 
 

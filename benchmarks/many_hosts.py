@@ -1,0 +1,302 @@
+"""Many-host benchmark: how the app tier's provisioning and a rolling deploy grow with the number of app hosts.
+
+Creates one shared data container (manyhosts-db: PostgreSQL + Redis, provisioned once, not timed) and N app-host
+containers (manyhosts-app-<i>, memory-bounded with docker --memory) on the Docker network manyhosts-net
+(172.30.63.0/24), from the Molecule base image. For each N (default 1, 4, 8; the containers accumulate, so the
+site run of a larger N provisions the new hosts and re-runs on the old ones): runs the app part of site (the api
+and worker roles) on all N hosts, then deploys a new release of the sample app with playbooks/deploy.yml at
+serial 25 %. Prints wall time per N (site, deploy), per deploy batch and per host (sum of its task times in the
+deploy play). With --variants, deploys again at the largest N under other settings (pipelining off, forks 5,
+strategy free, mitogen_linear when the mitogen package is importable) and prints one line per variant.
+
+    . scripts/env.sh && python benchmarks/many_hosts.py [--sizes 1 4 8] [--memory 512m] [--variants] [--keep]
+
+Not run in CI (provisioning eight app hosts takes minutes). Removes its containers and network at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ansible_runner
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "manyhosts"
+NETWORK = f"{PREFIX}-net"
+SUBNET = "172.30.63.0/24"
+DB = f"{PREFIX}-db"
+DB_ADDRESS = "172.30.63.10"
+DEPLOY_PLAY = "Deploy the release to the api hosts, colour by colour"
+MAX_HOSTS = 16
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sh(argv: list[str], *, check: bool = True, timeout: float = 300) -> str:
+    return subprocess.run(argv, check=check, timeout=timeout, capture_output=True, text=True).stdout.strip()
+
+
+def app_name(i: int) -> str:
+    return f"{PREFIX}-app-{i}"
+
+
+def app_address(i: int) -> str:
+    return f"172.30.63.{10 + i}"
+
+
+# ---------------------------------------------------------------- containers
+
+
+def start_container(image: str, name: str, address: str, memory: str) -> None:
+    sh(
+        [
+            "docker", "run", "-d", "--name", name, "--hostname", name,
+            "--network", NETWORK, "--ip", address, f"--memory={memory}", f"--memory-swap={memory}",
+            "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE",
+            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+            "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro", "--cgroupns=host",
+            "--label", "stackops.benchmark=many_hosts",
+            image, "/lib/systemd/systemd",
+        ]
+    )  # fmt: skip
+    for _attempt in range(90):
+        state = sh(["docker", "exec", name, "systemctl", "is-system-running"], check=False)
+        if state in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise RuntimeError(f"systemd in {name} did not come up (state {state!r})")
+
+
+def remove_all() -> None:
+    names = sh(["docker", "ps", "-a", "--filter", "label=stackops.benchmark=many_hosts", "--format", "{{.Names}}"], check=False)
+    for name in names.split():
+        if name.startswith(f"{PREFIX}-"):
+            sh(["docker", "rm", "-f", "-v", name], check=False, timeout=120)
+    sh(["docker", "network", "rm", NETWORK], check=False)
+
+
+# ---------------------------------------------------------------- inventory and runs
+
+
+def write_inventory(workdir: Path, n: int, secret: dict) -> Path:
+    """An inventory directory like inventories/local: fixed addresses, guardrails with serial 25 %."""
+    inv = workdir / f"inventory-{n}"
+    (inv / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
+    apps = {app_name(i): {"stackops_private_address": app_address(i)} for i in range(1, n + 1)}
+    hosts = {
+        "all": {
+            "children": {
+                "postgres": {"hosts": {DB: {"stackops_private_address": DB_ADDRESS}}},
+                "redis": {"hosts": {DB: {}}},
+                "api": {"hosts": apps},
+                "worker": {"hosts": {name: {} for name in apps}},
+            }
+        }
+    }
+    env = {
+        "DATABASE_URL": f"postgresql://app:{secret['db']}@{DB_ADDRESS}:5432/app",
+        "REDIS_URL": f"redis://app:{secret['redis_app']}@{DB_ADDRESS}:6379/0",
+    }
+    all_vars = {
+        "ansible_connection": "community.docker.docker",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "postgres_listen_addresses": ["localhost", DB_ADDRESS],
+        "postgres_databases": [{"name": "app", "owner": "app"}],
+        "postgres_users": [{"name": "app", "password": secret["db"], "db": "app"}],
+        "postgres_hba_entries": [
+            {"type": "host", "database": "app", "user": "app", "address": SUBNET, "method": "scram-sha-256"}
+        ],
+        "postgres_backup_enabled": False,
+        "redis_bind_addresses": ["127.0.0.1", DB_ADDRESS],
+        "redis_default_user_password": secret["redis_admin"],
+        "redis_users": [{"name": "app", "password": secret["redis_app"]}],
+        "api_app_name": "sample",
+        "api_env": env,
+        "api_listen_address": "{{ stackops_private_address }}",
+        "api_nginx_listen": "{{ stackops_private_address }}:80",
+        "worker_app_name": "sample",
+        "worker_env": env,
+        "worker_instances": 1,
+    }
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    (inv / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(all_vars))
+    guardrails = {"deploy_serial": "25%", "deploy_max_fail_percentage": 0}
+    (inv / "group_vars" / "all" / "guardrails.yml").write_text(yaml.safe_dump(guardrails))
+    return inv
+
+
+def app_site(workdir: Path) -> Path:
+    """The app part of playbooks/site.yml (its 'App tier' plays), as a playbook of its own."""
+    site = yaml.safe_load((REPO_ROOT / "playbooks" / "site.yml").read_text())
+    plays = [p for p in site if p["name"].startswith("App tier")]
+    if len(plays) != 2:
+        raise RuntimeError(f"expected the two 'App tier' plays in playbooks/site.yml, found {len(plays)}")
+    for play in plays:
+        play["gather_facts"] = True
+    path = workdir / "app_site.yml"
+    path.write_text(yaml.safe_dump(plays))
+    return path
+
+
+def run(workdir: Path, book: Path, inventory: Path, *, extravars: dict | None = None, env: dict | None = None,
+        tag: str = "run") -> tuple[float, list[dict], str]:
+    envvars = {
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": os.environ.get("ANSIBLE_COLLECTIONS_PATH", ""),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    envvars.update(env or {})
+    private = workdir / f"runner-{tag}"
+    private.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    runner = ansible_runner.run(
+        private_data_dir=str(private),
+        playbook=str(book),
+        inventory=str(inventory),
+        extravars=extravars or {},
+        envvars=envvars,
+        quiet=True,
+        rotate_artifacts=1,
+    )
+    wall = time.monotonic() - started
+    if runner.status != "successful":
+        tail = runner.stdout.read()[-4000:]
+        raise RuntimeError(f"{book.name} ({tag}) failed: {runner.status}\n{tail}")
+    return wall, list(runner.events), runner.status
+
+
+def _ts(value: str) -> float:
+    return datetime.datetime.fromisoformat(value).timestamp()
+
+
+def deploy_breakdown(events: list[dict]) -> tuple[list[float], dict[str, float]]:
+    """Wall time of each batch of the deploy play, and each api host's summed task time in it."""
+    batches: list[list[float]] = []
+    per_host: dict[str, float] = {}
+    in_deploy = False
+    for event in events:
+        data = event.get("event_data", {})
+        if event["event"] == "playbook_on_play_start":
+            in_deploy = data.get("play") == DEPLOY_PLAY
+            if in_deploy:
+                batches.append([_ts(event["created"]), _ts(event["created"])])
+            continue
+        if in_deploy and event["event"].startswith("runner_on_") and "end" in data:
+            batches[-1][1] = max(batches[-1][1], _ts(data["end"]))
+            per_host[data["host"]] = per_host.get(data["host"], 0.0) + float(data.get("duration", 0.0))
+    return [end - start for start, end in batches], per_host
+
+
+def deploy(workdir: Path, inventory: Path, archive: Path, release_id: str, *, env: dict | None = None,
+           tag: str) -> tuple[float, list[float], dict[str, float]]:
+    extravars = {"release_archive": str(archive), "release_id": release_id}
+    wall, events, _ = run(workdir, REPO_ROOT / "playbooks" / "deploy.yml", inventory, extravars=extravars, env=env,
+                          tag=tag)
+    batches, per_host = deploy_breakdown(events)
+    return wall, batches, per_host
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--memory", default="512m", help="docker --memory of each app host (default 512m)")
+    parser.add_argument("--variants", action="store_true", help="also deploy at the largest N under other settings")
+    parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    args = parser.parse_args()
+    sizes = sorted(set(args.sizes))
+    if sizes[0] < 1 or sizes[-1] > MAX_HOSTS:
+        parser.error(f"sizes must be between 1 and {MAX_HOSTS}")
+
+    image = os.environ.get("MOLECULE_BASE_IMAGE") or "stackops/molecule-debian:bookworm"
+    workdir = Path(tempfile.mkdtemp(prefix="stackops-many-hosts."))
+    secret = {k: secrets.token_urlsafe(24) for k in ("db", "redis_admin", "redis_app")}
+    rows, variant_rows = [], []
+    remove_all()
+    try:
+        sh(["docker", "network", "create", "--subnet", SUBNET, NETWORK])
+        log(f"starting {DB} and provisioning PostgreSQL + Redis (not timed)")
+        start_container(image, DB, DB_ADDRESS, "1g")
+        inventory = write_inventory(workdir, sizes[-1], secret)
+        data_site = workdir / "data_site.yml"
+        data_site.write_text(yaml.safe_dump([
+            {"name": "Data", "hosts": "postgres:redis", "become": True,
+             "roles": [{"role": "stackops.platform.postgres"}, {"role": "stackops.platform.redis"}]},
+        ]))  # fmt: skip
+        run(workdir, data_site, inventory, tag="data")
+        archive = Path(sh(["bash", str(REPO_ROOT / "scripts" / "build-sample-release.sh")]).splitlines()[0])
+        book = app_site(workdir)
+        have = 0
+        for n in sizes:
+            for i in range(have + 1, n + 1):
+                start_container(image, app_name(i), app_address(i), args.memory)
+            log(f"N={n}: {n - have} new app hosts; app site on all {n}")
+            have = n
+            inventory = write_inventory(workdir, n, secret)
+            site_wall, _, _ = run(workdir, book, inventory, tag=f"site-{n}")
+            log(f"N={n}: rolling deploy, serial 25 %")
+            wall, batches, per_host = deploy(workdir, inventory, archive, f"n{n:02d}", tag=f"deploy-{n}")
+            rows.append((n, site_wall, wall, batches, per_host))
+        if args.variants:
+            n = sizes[-1]
+            variants = [
+                ("default (ansible.cfg)", {}),
+                ("pipelining off", {"ANSIBLE_PIPELINING": "0"}),
+                ("forks 5", {"ANSIBLE_FORKS": "5"}),
+                ("strategy free", {"ANSIBLE_STRATEGY": "free"}),
+            ]
+            try:
+                import ansible_mitogen  # noqa: F401, PLC0415
+
+                plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+                variants.append(("mitogen_linear", {"ANSIBLE_STRATEGY_PLUGINS": str(plugins),
+                                                    "ANSIBLE_STRATEGY": "mitogen_linear"}))
+            except ImportError:
+                log("mitogen not installed: no mitogen variant")
+            for k, (label, env) in enumerate(variants):
+                log(f"variant {label}")
+                try:
+                    wall, batches, per_host = deploy(workdir, inventory, archive, f"v{k:02d}", env=env, tag=f"v{k}")
+                    variant_rows.append((label, f"{wall:7.1f}", f"{sum(batches) / len(batches):6.1f}"))
+                except RuntimeError as exc:
+                    variant_rows.append((label, "FAILED", str(exc).splitlines()[0][:120]))
+                    log(str(exc)[-1500:])
+    finally:
+        if not args.keep:
+            remove_all()
+
+    print("\nmany hosts: app site and rolling deploy (serial 25 %), wall seconds")
+    print(f"{'N':>3} {'site':>7} {'deploy':>7} {'batches':>7} {'per batch (s)':<34} {'per host mean/max':>17}")
+    base = rows[0][2]
+    for n, site_wall, wall, batches, per_host in rows:
+        host_times = list(per_host.values())
+        print(
+            f"{n:>3} {site_wall:7.1f} {wall:7.1f} {len(batches):>7} {' '.join(f'{b:.1f}' for b in batches):<34} "
+            f"{sum(host_times) / len(host_times):8.1f}/{max(host_times):<8.1f}"
+        )
+    for n, _site, wall, _b, _h in rows[1:]:
+        print(f"deploy N={n} / N={rows[0][0]}: {wall / base:.2f}x")
+    if variant_rows:
+        print(f"\ndeploy at N={sizes[-1]} under other settings: label, wall s, mean batch s")
+        for row in variant_rows:
+            print("  ".join(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,8 @@ serial 25 %. Prints wall time per N (site, deploy), per deploy batch and per hos
 deploy play). With --variants, deploys again at the largest N under other settings (pipelining off, forks 5,
 strategy free, mitogen_linear when the mitogen package is importable) and prints one line per variant.
 
-    . scripts/env.sh && python benchmarks/many_hosts.py [--sizes 1 4 8] [--memory 512m] [--variants] [--keep]
+    . scripts/env.sh && python benchmarks/many_hosts.py [--sizes 1 4 8] [--memory 512m] [--variants]
+        [--keep] [--reuse-db] [--fresh]
 
 Not run in CI (provisioning eight app hosts takes minutes). Removes its containers and network at the end.
 """
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,12 +81,22 @@ def start_container(image: str, name: str, address: str, memory: str) -> None:
     raise RuntimeError(f"systemd in {name} did not come up (state {state!r})")
 
 
+def snapshot(name: str) -> str:
+    """Commit an app host as site left it as the image of the next hosts (not timed)."""
+    image = f"stackops/{PREFIX}-app:snapshot"
+    sh(["docker", "commit", "--change", "LABEL stackops.benchmark=many_hosts", name, image], timeout=600)
+    return image
+
+
 def remove_all() -> None:
-    names = sh(["docker", "ps", "-a", "--filter", "label=stackops.benchmark=many_hosts", "--format", "{{.Names}}"], check=False)
+    names = sh(
+        ["docker", "ps", "-a", "--filter", "label=stackops.benchmark=many_hosts", "--format", "{{.Names}}"], check=False
+    )
     for name in names.split():
         if name.startswith(f"{PREFIX}-"):
             sh(["docker", "rm", "-f", "-v", name], check=False, timeout=120)
     sh(["docker", "network", "rm", NETWORK], check=False)
+    sh(["docker", "image", "rm", f"stackops/{PREFIX}-app:snapshot"], check=False)
 
 
 # ---------------------------------------------------------------- inventory and runs
@@ -151,8 +162,15 @@ def app_site(workdir: Path) -> Path:
     return path
 
 
-def run(workdir: Path, book: Path, inventory: Path, *, extravars: dict | None = None, env: dict | None = None,
-        tag: str = "run") -> tuple[float, list[dict], str]:
+def run(
+    workdir: Path,
+    book: Path,
+    inventory: Path,
+    *,
+    extravars: dict | None = None,
+    env: dict | None = None,
+    tag: str = "run",
+) -> tuple[float, list[dict]]:
     envvars = {
         "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
         "ANSIBLE_COLLECTIONS_PATH": os.environ.get("ANSIBLE_COLLECTIONS_PATH", ""),
@@ -175,7 +193,7 @@ def run(workdir: Path, book: Path, inventory: Path, *, extravars: dict | None = 
     if runner.status != "successful":
         tail = runner.stdout.read()[-4000:]
         raise RuntimeError(f"{book.name} ({tag}) failed: {runner.status}\n{tail}")
-    return wall, list(runner.events), runner.status
+    return wall, list(runner.events)
 
 
 def _ts(value: str) -> float:
@@ -200,11 +218,20 @@ def deploy_breakdown(events: list[dict]) -> tuple[list[float], dict[str, float]]
     return [end - start for start, end in batches], per_host
 
 
-def deploy(workdir: Path, inventory: Path, archive: Path, release_id: str, *, env: dict | None = None,
-           tag: str) -> tuple[float, list[float], dict[str, float]]:
-    extravars = {"release_archive": str(archive), "release_id": release_id}
-    wall, events, _ = run(workdir, REPO_ROOT / "playbooks" / "deploy.yml", inventory, extravars=extravars, env=env,
-                          tag=tag)
+def deploy(
+    workdir: Path,
+    inventory: Path,
+    archive: Path,
+    release_id: str,
+    *,
+    env: dict | None = None,
+    more_vars: dict | None = None,
+    tag: str,
+) -> tuple[float, list[float], dict[str, float]]:
+    extravars = {"release_archive": str(archive), "release_id": release_id, **(more_vars or {})}
+    wall, events = run(
+        workdir, REPO_ROOT / "playbooks" / "deploy.yml", inventory, extravars=extravars, env=env, tag=tag
+    )
     batches, per_host = deploy_breakdown(events)
     return wall, batches, per_host
 
@@ -217,6 +244,12 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--memory", default="512m", help="docker --memory of each app host (default 512m)")
     parser.add_argument("--variants", action="store_true", help="also deploy at the largest N under other settings")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start every app host from the base image (default: hosts 2..N from a snapshot of host 1)",
+    )
+    parser.add_argument("--reuse-db", action="store_true", help=f"keep a running {DB} from an earlier --keep run")
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
     args = parser.parse_args()
     sizes = sorted(set(args.sizes))
@@ -227,11 +260,17 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="stackops-many-hosts."))
     secret = {k: secrets.token_urlsafe(24) for k in ("db", "redis_admin", "redis_app")}
     rows, variant_rows = [], []
-    remove_all()
+    reuse = args.reuse_db and sh(["docker", "ps", "-q", "--filter", f"name=^{DB}$"], check=False)
+    if reuse:
+        for i in range(1, MAX_HOSTS + 1):
+            sh(["docker", "rm", "-f", "-v", app_name(i)], check=False)
+    else:
+        remove_all()
     try:
-        sh(["docker", "network", "create", "--subnet", SUBNET, NETWORK])
-        log(f"starting {DB} and provisioning PostgreSQL + Redis (not timed)")
-        start_container(image, DB, DB_ADDRESS, "1g")
+        if not reuse:
+            sh(["docker", "network", "create", "--subnet", SUBNET, NETWORK])
+            start_container(image, DB, DB_ADDRESS, "1g")
+        log(f"{DB}: provisioning PostgreSQL + Redis (not timed)")
         inventory = write_inventory(workdir, sizes[-1], secret)
         data_site = workdir / "data_site.yml"
         data_site.write_text(yaml.safe_dump([
@@ -242,36 +281,45 @@ def main() -> int:
         archive = Path(sh(["bash", str(REPO_ROOT / "scripts" / "build-sample-release.sh")]).splitlines()[0])
         book = app_site(workdir)
         have = 0
+        app_image = image
         for n in sizes:
             for i in range(have + 1, n + 1):
-                start_container(image, app_name(i), app_address(i), args.memory)
-            log(f"N={n}: {n - have} new app hosts; app site on all {n}")
+                start_container(app_image, app_name(i), app_address(i), args.memory)
+            log(f"N={n}: {n - have} new app hosts (from {app_image}); app site on all {n}")
             have = n
             inventory = write_inventory(workdir, n, secret)
-            site_wall, _, _ = run(workdir, book, inventory, tag=f"site-{n}")
+            site_wall = run(workdir, book, inventory, tag=f"site-{n}")[0]
+            if not args.fresh and app_image == image:
+                # Later hosts start from a snapshot of app host 1 as site left it (before any deploy): packages
+                # and units in place; apt on a loaded 2-core machine would dominate the figures otherwise.
+                app_image = snapshot(app_name(1))
             log(f"N={n}: rolling deploy, serial 25 %")
             wall, batches, per_host = deploy(workdir, inventory, archive, f"n{n:02d}", tag=f"deploy-{n}")
             rows.append((n, site_wall, wall, batches, per_host))
         if args.variants:
             n = sizes[-1]
             variants = [
-                ("default (ansible.cfg)", {}),
+                ("ansible.cfg as committed", {}),
+                ("pipelining on", {"ANSIBLE_PIPELINING": "1"}),
                 ("pipelining off", {"ANSIBLE_PIPELINING": "0"}),
                 ("forks 5", {"ANSIBLE_FORKS": "5"}),
                 ("strategy free", {"ANSIBLE_STRATEGY": "free"}),
             ]
             try:
-                import ansible_mitogen  # noqa: F401, PLC0415
+                import ansible_mitogen  # noqa: PLC0415
 
                 plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
-                variants.append(("mitogen_linear", {"ANSIBLE_STRATEGY_PLUGINS": str(plugins),
-                                                    "ANSIBLE_STRATEGY": "mitogen_linear"}))
+                # Mitogen replaces only connections named by their short names (docker, local, ssh).
+                mitogen_env = {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear"}
+                variants.append(("mitogen_linear (docker)", mitogen_env, {"ansible_connection": "docker"}))
             except ImportError:
                 log("mitogen not installed: no mitogen variant")
-            for k, (label, env) in enumerate(variants):
+            for k, (label, env, *more) in enumerate(variants):
                 log(f"variant {label}")
                 try:
-                    wall, batches, per_host = deploy(workdir, inventory, archive, f"v{k:02d}", env=env, tag=f"v{k}")
+                    extra = more[0] if more else None
+                    rid = f"v{k:02d}"
+                    wall, batches = deploy(workdir, inventory, archive, rid, env=env, more_vars=extra, tag=rid)[:2]
                     variant_rows.append((label, f"{wall:7.1f}", f"{sum(batches) / len(batches):6.1f}"))
                 except RuntimeError as exc:
                     variant_rows.append((label, "FAILED", str(exc).splitlines()[0][:120]))
@@ -279,6 +327,7 @@ def main() -> int:
     finally:
         if not args.keep:
             remove_all()
+            shutil.rmtree(workdir, ignore_errors=True)
 
     print("\nmany hosts: app site and rolling deploy (serial 25 %), wall seconds")
     print(f"{'N':>3} {'site':>7} {'deploy':>7} {'batches':>7} {'per batch (s)':<34} {'per host mean/max':>17}")

@@ -304,6 +304,7 @@ def main() -> int:
                 ("pipelining off", {"ANSIBLE_PIPELINING": "0"}),
                 ("forks 5", {"ANSIBLE_FORKS": "5"}),
                 ("strategy free", {"ANSIBLE_STRATEGY": "free"}),
+                ("staging per batch (deploy_stage_first=false)", {}, {"deploy_stage_first": False}),
             ]
             try:
                 import ansible_mitogen  # noqa: PLC0415

@@ -10,7 +10,7 @@ deploy play). With --variants, deploys again at the largest N under other settin
 strategy free, mitogen_linear when the mitogen package is importable) and prints one line per variant.
 
     . scripts/env.sh && python benchmarks/many_hosts.py [--sizes 1 4 8] [--memory 512m] [--variants]
-        [--keep] [--reuse-db] [--fresh]
+        [--keep] [--reuse-db] [--fresh] [--deploy-only] [--env KEY=VALUE]
 
 Not run in CI (provisioning eight app hosts takes minutes). Removes its containers and network at the end.
 """
@@ -86,6 +86,19 @@ def snapshot(name: str) -> str:
     image = f"stackops/{PREFIX}-app:snapshot"
     sh(["docker", "commit", "--change", "LABEL stackops.benchmark=many_hosts", name, image], timeout=600)
     return image
+
+
+def secret_from_env(env_file: str, secret: dict) -> dict:
+    """The db and redis app passwords from an app host's shared/.env (DATABASE_URL, REDIS_URL)."""
+    found = dict(secret)
+    for line in env_file.splitlines():
+        key, _sep, value = line.partition("=")
+        value = value.strip().strip("'\"")
+        if key == "DATABASE_URL":
+            found["db"] = value.split("://app:", 1)[1].split("@", 1)[0]
+        elif key == "REDIS_URL":
+            found["redis_app"] = value.split("://app:", 1)[1].split("@", 1)[0]
+    return found
 
 
 def remove_all() -> None:
@@ -251,6 +264,12 @@ def main() -> int:
     )
     parser.add_argument("--reuse-db", action="store_true", help=f"keep a running {DB} from an earlier --keep run")
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    parser.add_argument(
+        "--deploy-only", action="store_true", help="re-measure deploys on the hosts a --keep run left (no site)"
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="for every deploy, e.g. ANSIBLE_PIPELINING=1"
+    )
     args = parser.parse_args()
     sizes = sorted(set(args.sizes))
     if sizes[0] < 1 or sizes[-1] > MAX_HOSTS:
@@ -260,8 +279,17 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="stackops-many-hosts."))
     secret = {k: secrets.token_urlsafe(24) for k in ("db", "redis_admin", "redis_app")}
     rows, variant_rows = [], []
-    reuse = args.reuse_db and sh(["docker", "ps", "-q", "--filter", f"name=^{DB}$"], check=False)
-    if reuse:
+    base_env = dict(item.split("=", 1) for item in args.env)
+    reuse = (args.reuse_db or args.deploy_only) and sh(["docker", "ps", "-q", "--filter", f"name=^{DB}$"], check=False)
+    if args.deploy_only:
+        running = [
+            app_name(i)
+            for i in range(1, sizes[-1] + 1)
+            if sh(["docker", "ps", "-q", "--filter", f"name=^{app_name(i)}$"], check=False)
+        ]
+        if not reuse or len(running) < sizes[-1]:
+            parser.error(f"--deploy-only needs {DB} and {sizes[-1]} app hosts left running by a --keep run")
+    elif reuse:
         for i in range(1, MAX_HOSTS + 1):
             sh(["docker", "rm", "-f", "-v", app_name(i)], check=False)
     else:
@@ -270,32 +298,42 @@ def main() -> int:
         if not reuse:
             sh(["docker", "network", "create", "--subnet", SUBNET, NETWORK])
             start_container(image, DB, DB_ADDRESS, "1g")
-        log(f"{DB}: provisioning PostgreSQL + Redis (not timed)")
         inventory = write_inventory(workdir, sizes[-1], secret)
+        if args.deploy_only:
+            # The hosts keep the secrets of the run that provisioned them: take them from a running app host.
+            env_file = sh(["docker", "exec", app_name(1), "cat", "/srv/sample/shared/.env"])
+            secret = secret_from_env(env_file, secret)
+            inventory = write_inventory(workdir, sizes[-1], secret)
+        log(f"{DB}: provisioning PostgreSQL + Redis (not timed)")
         data_site = workdir / "data_site.yml"
         data_site.write_text(yaml.safe_dump([
             {"name": "Data", "hosts": "postgres:redis", "become": True,
              "roles": [{"role": "stackops.platform.postgres"}, {"role": "stackops.platform.redis"}]},
         ]))  # fmt: skip
-        run(workdir, data_site, inventory, tag="data")
+        if not args.deploy_only:
+            run(workdir, data_site, inventory, tag="data")
         archive = Path(sh(["bash", str(REPO_ROOT / "scripts" / "build-sample-release.sh")]).splitlines()[0])
         book = app_site(workdir)
         have = 0
         app_image = image
         for n in sizes:
-            for i in range(have + 1, n + 1):
-                start_container(app_image, app_name(i), app_address(i), args.memory)
-            log(f"N={n}: {n - have} new app hosts (from {app_image}); app site on all {n}")
-            have = n
             inventory = write_inventory(workdir, n, secret)
-            site_wall = run(workdir, book, inventory, tag=f"site-{n}")[0]
-            if not args.fresh and app_image == image:
+            site_wall = float("nan")
+            if not args.deploy_only:
+                for i in range(have + 1, n + 1):
+                    start_container(app_image, app_name(i), app_address(i), args.memory)
+                log(f"N={n}: {n - have} new app hosts (from {app_image}); app site on all {n}")
+                have = n
+                site_wall = run(workdir, book, inventory, tag=f"site-{n}")[0]
+            if not args.fresh and not args.deploy_only and app_image == image:
                 # Later hosts start from a snapshot of app host 1 as site left it (before any deploy): packages
                 # and units in place; apt on a loaded 2-core machine would dominate the figures otherwise.
                 app_image = snapshot(app_name(1))
             log(f"N={n}: rolling deploy, serial 25 %")
-            wall, batches, per_host = deploy(workdir, inventory, archive, f"n{n:02d}", tag=f"deploy-{n}")
+            rid = f"n{n:02d}{int(time.time()) % 100000:05d}"
+            wall, batches, per_host = deploy(workdir, inventory, archive, rid, env=base_env, tag=f"deploy-{n}")
             rows.append((n, site_wall, wall, batches, per_host))
+            log(f"N={n}: site {site_wall:.1f}s, deploy {wall:.1f}s, batches {' '.join(f'{b:.1f}' for b in batches)}")
         if args.variants:
             n = sizes[-1]
             variants = [
@@ -315,13 +353,15 @@ def main() -> int:
                 variants.append(("mitogen_linear (docker)", mitogen_env, {"ansible_connection": "docker"}))
             except ImportError:
                 log("mitogen not installed: no mitogen variant")
-            for k, (label, env, *more) in enumerate(variants):
+            for k, (label, variant_env, *more) in enumerate(variants):
                 log(f"variant {label}")
                 try:
                     extra = more[0] if more else None
-                    rid = f"v{k:02d}"
+                    rid = f"v{k:02d}{int(time.time()) % 100000:05d}"
+                    env = {**base_env, **variant_env}
                     wall, batches = deploy(workdir, inventory, archive, rid, env=env, more_vars=extra, tag=rid)[:2]
                     variant_rows.append((label, f"{wall:7.1f}", f"{sum(batches) / len(batches):6.1f}"))
+                    log(f"variant {label}: deploy {wall:.1f}s")
                 except RuntimeError as exc:
                     variant_rows.append((label, "FAILED", str(exc).splitlines()[0][:120]))
                     log(str(exc)[-1500:])

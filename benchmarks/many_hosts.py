@@ -12,6 +12,8 @@ strategy free, mitogen_linear when the mitogen package is importable) and prints
     . scripts/env.sh && python benchmarks/many_hosts.py [--sizes 1 4 8] [--memory 512m] [--variants]
         [--keep] [--reuse-db] [--fresh] [--deploy-only] [--env KEY=VALUE]
 
+Mitogen: `pip install mitogen` (0.3.54 runs with ansible-core 2.19; its strategy plugin is deprecated there) adds
+the mitogen_linear variant; it only takes over connections named by their short name, hence ansible_connection=docker.
 Not run in CI (provisioning eight app hosts takes minutes). Removes its containers and network at the end.
 """
 
@@ -304,7 +306,8 @@ def main() -> int:
             env_file = sh(["docker", "exec", app_name(1), "cat", "/srv/sample/shared/.env"])
             secret = secret_from_env(env_file, secret)
             inventory = write_inventory(workdir, sizes[-1], secret)
-        log(f"{DB}: provisioning PostgreSQL + Redis (not timed)")
+        if not args.deploy_only:
+            log(f"{DB}: provisioning PostgreSQL + Redis (not timed)")
         data_site = workdir / "data_site.yml"
         data_site.write_text(yaml.safe_dump([
             {"name": "Data", "hosts": "postgres:redis", "become": True,

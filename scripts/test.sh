@@ -8,7 +8,7 @@
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-ALL_STAGES="setup engine image lint build sanity units integration molecule"
+ALL_STAGES="setup engine image lint build ee docs sanity units integration consumer molecule"
 STAGES=${STACKOPS_STAGES:-$ALL_STAGES}
 : >"$STAGE_REPORT"
 passed=0; failed=0; failures=()
@@ -90,6 +90,12 @@ units() {
 
 integration() { (cd "$REPO_ROOT" && pytest -q -p no:cacheprovider tests/integration); }
 
+# Execution environment build context and introspection (offline), HTML docs (offline), and the built
+# tarball used from a consumer project outside the checkout (one container).
+ee() { bash "$REPO_ROOT/scripts/ee.sh"; }
+docs() { bash "$REPO_ROOT/scripts/docs.sh"; }
+consumer() { bash "$REPO_ROOT/scripts/consumer.sh"; }
+
 # One scenario; its log goes to the state dir and its time to the stage report.
 molecule_one() {
   local s=$1 start rc=0
@@ -131,16 +137,19 @@ molecule_all() {
 
 run_required setup bash "$REPO_ROOT/scripts/setup.sh"
 use_project_env
-if want molecule || want image; then
+if want molecule || want image || want consumer; then
   run_required engine engine
   run_required image bash "$REPO_ROOT/scripts/base-image.sh"
   export MOLECULE_BASE_IMAGE; MOLECULE_BASE_IMAGE=$(cat "$STACKOPS_STATE/base-image")
 fi
 run_stage lint lint
 run_stage build build
+run_stage ee ee
+run_stage docs docs
 run_stage sanity sanity
 run_stage units units
 run_stage integration integration
+run_stage consumer consumer
 run_stage molecule molecule_all
 summary
 [ "$failed" -eq 0 ]

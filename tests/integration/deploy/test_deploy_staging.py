@@ -1,0 +1,77 @@
+"""deploy.yml stages the release on every api host before the serial rollout, and the batches do not stage again.
+
+Two api hosts over the local connection, each with its own deploy root, one host per batch, no failures
+allowed. This machine runs no systemd, so the first batch fails at the restart of the idle colour: the
+rollout stops there, which shows what happened before the batches (the staging) apart from what they do.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+DEPLOY = str(Path(__file__).resolve().parents[3] / "playbooks" / "deploy.yml")
+HOSTS = ["app-a", "app-b"]
+COPY_TASK = "Copy the release archive to the host"
+
+
+@pytest.fixture
+def estate(tmp_path):
+    src = tmp_path / "build" / "sample-app-2.0.0"
+    src.mkdir(parents=True)
+    (src / "VERSION").write_text("2.0.0\n")
+    archive = tmp_path / "sample-app-2.0.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="sample-app-2.0.0")
+    inv = tmp_path / "inventory"
+    (inv / "group_vars" / "all").mkdir(parents=True)
+    lines = ["[api]"]
+    for host in HOSTS:
+        root = tmp_path / host
+        lines.append(
+            f"{host} ansible_connection=local ansible_python_interpreter={sys.executable} api_deploy_root={root}"
+            f" deploy_state_file={root}/blue_green.json deploy_archive_dir={tmp_path}/archives-{host}"
+        )
+    (inv / "hosts.ini").write_text("\n".join(lines) + "\n")
+    (inv / "group_vars" / "all" / "guardrails.yml").write_text(
+        "---\ndeploy_serial: 1\ndeploy_max_fail_percentage: 0\n"
+    )
+    extravars = {
+        "release_archive": str(archive),
+        "release_id": "r2",
+        "api_env": {"DATABASE_URL": "postgresql://x@127.0.0.1/x", "REDIS_URL": "redis://127.0.0.1:6379/0"},
+    }
+    return tmp_path, inv, extravars
+
+
+def _copies(run, host):
+    # One result per run of the task on the host (runner_on_start events left aside).
+    runs = [e for e in run.results if e["task"] == COPY_TASK and e["host"] == host]
+    return sum(1 for e in runs if e["event"] != "runner_on_start")
+
+
+def test_release_is_staged_on_every_host_before_the_first_batch(estate, playbook):
+    tmp_path, inv, extravars = estate
+    run = playbook(DEPLOY, inventory=str(inv), extravars=extravars)
+    # The first batch (app-a) failed at the restart; app-b was never rolled.
+    assert run.failed("app-a") == 1 and run.failed("app-b") == 0
+    for host in HOSTS:
+        root = tmp_path / host
+        assert (root / "releases" / "r2" / "VERSION").read_text() == "2.0.0\n", host
+        # Staged only: current never moved, and the batch did not copy a second time.
+        assert not (root / "current").exists()
+        assert _copies(run, host) == 1, host
+
+
+def test_staging_can_be_left_to_the_batches(estate, playbook):
+    tmp_path, inv, extravars = estate
+    run = playbook(DEPLOY, inventory=str(inv), extravars=dict(extravars, deploy_stage_first=False))
+    assert run.failed("app-a") == 1
+    assert (tmp_path / "app-a" / "releases" / "r2").is_dir()
+    # Without staging, the host after the failed batch got nothing.
+    assert not os.path.exists(tmp_path / "app-b" / "releases")
+    assert _copies(run, "app-b") == 0

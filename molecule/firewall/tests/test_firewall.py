@@ -45,7 +45,9 @@ def name(host):
     return host.ansible.get_variables()["inventory_hostname"]
 
 
-@pytest.mark.parametrize(("src", "dst", "port", "expected", "why"), CASES, ids=[f"{c[0]}->{c[1]}:{c[2]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("src", "dst", "port", "expected", "why"), CASES, ids=[f"{c[0]}->{c[1]}:{c[2]}" for c in CASES]
+)
 def test_only_allowed_ports_connect(host, src, dst, port, expected, why):
     if name(host) != src:
         pytest.skip(f"runs on {src}")
@@ -76,4 +78,4 @@ def test_ruleset_survives_a_reboot_of_the_unit(host):
 
 
 def test_no_rollback_left_armed(host):
-    assert host.run("systemctl is-active stackops-firewall-rollback.timer").stdout.strip() != "active"
+    assert host.run("systemctl status --no-pager stackops-firewall-rollback.timer").rc != 0

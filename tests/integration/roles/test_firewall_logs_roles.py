@@ -38,10 +38,17 @@ def failure_messages(run):
         ({"firewall_extra_services": [{"name": "web", "hosts_group": "all", "ports": [0]}]}, "web: port 0"),
         ({"firewall_extra_services": [{"name": "web", "hosts_group": "all", "ports": ["http"]}]}, "web: port http"),
         (
-            {"firewall_extra_services": [{"name": "web", "hosts_group": "all", "ports": [80], "sources": ["10.1.2.0/40"]}]},
+            {
+                "firewall_extra_services": [
+                    {"name": "web", "hosts_group": "all", "ports": [80], "sources": ["10.1.2.0/40"]}
+                ]
+            },
             "web: source 10.1.2.0/40",
         ),
-        ({"firewall_extra_services": [{"name": "web", "hosts_group": "all", "ports": [80], "protocol": "sctp"}]}, "sctp"),
+        (
+            {"firewall_extra_services": [{"name": "web", "hosts_group": "all", "ports": [80], "protocol": "sctp"}]},
+            "sctp",
+        ),
         ({"firewall_extra_rules": ["tcp dport 1 accept; flush ruleset"]}, "flush ruleset"),
         ({"firewall_rollback_timeout": 20, "firewall_confirm_timeout": 20}, "firewall_rollback_timeout=20"),
         ({"firewall_ssh_port": 70000}, "firewall_ssh_port=70000"),
@@ -72,8 +79,14 @@ def test_firewall_host_without_address_is_named(playbook):
         ({"logs_journald_system_max_use": "1 gigabyte"}, "1 gigabyte"),
         ({"logs_journald_max_retention_sec": "forever"}, "forever"),
         ({"logs_app_files": [{"name": "api", "paths": ["relative/app.log"]}]}, "api: paths"),
-        ({"logs_app_files": [{"name": "api", "paths": ["/srv/api/shared/log/*.log"], "reopen": "signal"}]}, "without units"),
-        ({"logs_app_files": [{"name": "api", "paths": ["/a.log"], "reopen": "copytruncate", "maxsize": "big"}]}, "api: maxsize big"),
+        (
+            {"logs_app_files": [{"name": "api", "paths": ["/srv/api/shared/log/*.log"], "reopen": "signal"}]},
+            "without units",
+        ),
+        (
+            {"logs_app_files": [{"name": "api", "paths": ["/a.log"], "reopen": "copytruncate", "maxsize": "big"}]},
+            "api: maxsize big",
+        ),
     ],
 )
 def test_logs_bad_input_named_and_nothing_changed(playbook, role_vars, named):
@@ -101,7 +114,9 @@ def estate(with_edge):
     app = {"children": {"api": children.pop("api"), "worker": children.pop("worker")}}
     inv = {
         "all": {
-            "hosts": {n: {"stackops_private_address": a, "ansible_connection": "local"} for n, (a, _g) in hosts.items()},
+            "hosts": {
+                n: {"stackops_private_address": a, "ansible_connection": "local"} for n, (a, _g) in hosts.items()
+            },
             "children": {**children, "app": app},
             "vars": {"postgres_port": 6432, "api_ports": {"blue": 9001, "green": 9002}},
         }

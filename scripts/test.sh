@@ -117,7 +117,7 @@ molecule_all() {
   local scenarios jobs=${STACKOPS_MOLECULE_JOBS:-2}
   scenarios=${STACKOPS_SCENARIOS:-$(cd "$REPO_ROOT/molecule" && for d in */molecule.yml; do dirname "$d"; done)}
   local ordered=() s
-  for s in fullstack ssh api prometheus postgres replica grafana jaeger worker; do
+  for s in fullstack ssh firewall api prometheus postgres replica grafana jaeger worker; do
     [[ " $scenarios " == *" $s "* ]] && ordered+=("$s")
   done
   for s in $scenarios; do

@@ -10,7 +10,7 @@ reqs="$REPO_ROOT/requirements/test.txt"
 
 # Debian packages the harness uses on the controller. Installed only when missing.
 APT_PACKAGES=(python3-venv debootstrap docker.io rsync git shellcheck)
-[ "${1:-}" = --runtime ] || APT_PACKAGES+=(postgresql nginx wrk redis-tools)
+[ "${1:-}" = --runtime ] || APT_PACKAGES+=(postgresql nginx wrk redis-tools prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -21,8 +21,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian starts these on install; the harness starts its own instances when it needs them.
-    for svc in postgresql nginx; do
+    # Debian starts these on install; the harness starts its own instances when it needs them
+    # (prometheus is there for promtool: the rules stage).
+    for svc in postgresql nginx prometheus prometheus-node-exporter; do
       if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
         systemctl stop "$svc" 2>/dev/null || true
       else

@@ -8,7 +8,7 @@
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-ALL_STAGES="setup engine image lint build sanity units integration molecule"
+ALL_STAGES="setup engine image lint build sanity units rules integration molecule"
 STAGES=${STACKOPS_STAGES:-$ALL_STAGES}
 : >"$STAGE_REPORT"
 passed=0; failed=0; failures=()
@@ -88,6 +88,9 @@ units() {
   fi
 }
 
+# Alerting/recording rules: promtool unit tests, every rule shown firing and resolving.
+rules() { bash "$REPO_ROOT/scripts/promtool-tests.sh"; }
+
 integration() { (cd "$REPO_ROOT" && pytest -q -p no:cacheprovider tests/integration); }
 
 # One scenario; its log goes to the state dir and its time to the stage report.
@@ -140,6 +143,7 @@ run_stage lint lint
 run_stage build build
 run_stage sanity sanity
 run_stage units units
+run_stage rules rules
 run_stage integration integration
 run_stage molecule molecule_all
 summary

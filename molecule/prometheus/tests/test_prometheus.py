@@ -279,6 +279,33 @@ def test_slack_template_carries_severity_source_time_and_link(host):
         assert word in out.stdout
 
 
+def test_burn_rate_alert_reaches_webhook_with_runbook_link(host):
+    """The error hook (50 % of requests answer 500) burns the 1 % budget 50x: the page goes out with its runbook.
+
+    Runs before the TargetDown test, which empties the receiver's file (the page is sent once per repeat interval).
+    """
+    wait_for(lambda: query(host, 'up{job="api",colour="green"} == 1'), "the serving colour to be scraped")
+
+    def burn_notifications():
+        return [
+            n
+            for n in notifications(host)
+            if n["status"] == "firing"
+            and n["groupLabels"].get("alertname") == "ApiErrorBudgetBurn"
+            and any(a["labels"].get("severity") == "critical" for a in n["alerts"])
+        ]
+
+    firing = wait_for(burn_notifications, "the ApiErrorBudgetBurn notification", timeout=240)
+    alert = next(a for a in firing[0]["alerts"] if a["labels"]["severity"] == "critical")
+    assert alert["labels"]["slo"] == "availability"
+    assert alert["labels"]["window"] == "2m/30s"
+    assert alert["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}#api-error-budget-burn"
+    # The link leads somewhere: the runbook has that section (GitHub's anchor of its heading).
+    assert "\n## API error budget burn\n" in RUNBOOKS.read_text(encoding="utf-8")
+    ratio = float(query(host, "stackops:api_slo_errors:ratio_rate2m")[0]["value"][1])
+    assert 0.4 < ratio < 0.6, ratio
+
+
 def test_broken_rule_rejected_and_live_rules_kept(host):
     before = host.file(RULES_FILE).sha256sum
     names_before = alert_names(host)
@@ -350,30 +377,6 @@ def test_idle_colour_is_no_target_and_no_alert(host):
     assert not query(host, f'up{{instance="{API_BLUE}"}}')
     sd = json.loads(host.file("/etc/prometheus/file_sd/api/prometheus-instance.json").content_string)
     assert sd == [{"targets": [API_GREEN], "labels": {"host": "prometheus-instance", "colour": "green"}}]
-
-
-def test_burn_rate_alert_reaches_webhook_with_runbook_link(host):
-    """The error hook (50 % of requests answer 500) burns the 1 % budget 50x: the page goes out with its runbook."""
-    wait_for(lambda: query(host, 'up{job="api",colour="green"} == 1'), "the serving colour to be scraped")
-
-    def burn_notifications():
-        return [
-            n
-            for n in notifications(host)
-            if n["status"] == "firing"
-            and n["groupLabels"].get("alertname") == "ApiErrorBudgetBurn"
-            and any(a["labels"].get("severity") == "critical" for a in n["alerts"])
-        ]
-
-    firing = wait_for(burn_notifications, "the ApiErrorBudgetBurn notification", timeout=240)
-    alert = next(a for a in firing[0]["alerts"] if a["labels"]["severity"] == "critical")
-    assert alert["labels"]["slo"] == "availability"
-    assert alert["labels"]["window"] == "2m/30s"
-    assert alert["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}#api-error-budget-burn"
-    # The link leads somewhere: the runbook has that section (GitHub's anchor of its heading).
-    assert "\n## API error budget burn\n" in RUNBOOKS.read_text(encoding="utf-8")
-    ratio = float(query(host, "stackops:api_slo_errors:ratio_rate2m")[0]["value"][1])
-    assert 0.4 < ratio < 0.6, ratio
 
 
 def test_serving_colour_down_fires_target_down(host):

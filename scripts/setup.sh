@@ -23,7 +23,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian starts these on install; the harness starts its own instances when it needs them.
+    # Debian starts these on install; the harness starts its own instances when it needs them
+    # (prometheus is there for promtool: the rules stage).
     for svc in postgresql nginx prometheus prometheus-node-exporter; do
       if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
         systemctl stop "$svc" 2>/dev/null || true

@@ -8,7 +8,7 @@
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-ALL_STAGES="setup engine image lint build ee docs sanity units integration consumer molecule"
+ALL_STAGES="setup engine image lint build ee docs sanity units rules integration consumer molecule"
 STAGES=${STACKOPS_STAGES:-$ALL_STAGES}
 : >"$STAGE_REPORT"
 passed=0; failed=0; failures=()
@@ -88,6 +88,9 @@ units() {
   fi
 }
 
+# Alerting/recording rules: promtool unit tests, every rule shown firing and resolving.
+rules() { bash "$REPO_ROOT/scripts/promtool-tests.sh"; }
+
 integration() { (cd "$REPO_ROOT" && pytest -q -p no:cacheprovider tests/integration); }
 
 # Execution environment build context and introspection (offline), HTML docs (offline), and the built
@@ -148,6 +151,7 @@ run_stage ee ee
 run_stage docs docs
 run_stage sanity sanity
 run_stage units units
+run_stage rules rules
 run_stage integration integration
 run_stage consumer consumer
 run_stage molecule molecule_all

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from app import faults
+
 # The release directory: the parent of this package (<release>/app/config.py).
 RELEASE_DIR = Path(__file__).resolve().parent.parent
 COLORS = ("blue", "green")
@@ -33,6 +35,8 @@ class Settings:
     release_dir: Path
     fail_health: bool
     queue: str = "jobs"
+    # APP_ERROR_RATIO: share of requests answered 500 (alert drills; app.faults). 0 = off.
+    error_ratio: float = 0.0
 
     @property
     def fail_health_file(self) -> Path:
@@ -58,4 +62,5 @@ def load(environ: dict | None = None, host: str | None = None, port: int | None 
         release_dir=RELEASE_DIR,
         fail_health=environ.get("APP_FAIL_HEALTH", "") == "1",
         queue=environ.get("APP_QUEUE", "jobs"),
+        error_ratio=faults.parse_ratio(environ.get(faults.ENV)),
     )

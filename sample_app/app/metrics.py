@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 
-DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# 0.3: the latency objective of the environments (p95 < 300 ms); the SLO rules read the bucket at exactly
+# that bound (roles/prometheus, prometheus_slo_latency_threshold_seconds).
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 

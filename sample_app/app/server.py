@@ -17,7 +17,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from app import backends, config, health, metrics, requestid
+from app import backends, config, faults, health, metrics, requestid
 
 LOG = logging.getLogger("app.server")
 MAX_BODY = 64 * 1024
@@ -30,6 +30,7 @@ class AppServer(ThreadingHTTPServer):
     def __init__(self, address, settings: config.Settings, checks=None):
         self.settings = settings
         self.metrics = metrics.Metrics()
+        self.errors = faults.ErrorInjector(settings.error_ratio)
         self.redis = backends.Redis(settings.redis_url)
         self.stopping = threading.Event()
         self._conn_lock = threading.Lock()
@@ -119,7 +120,9 @@ class AppHandler(BaseHTTPRequestHandler):
                 ("POST", "/jobs"): self.jobs_create,
             }
             handler = routes.get((method, path))
-            if handler is not None:
+            if self.server.errors.should_fail(path):
+                self.send_json(500, {"error": f"injected by {faults.ENV}", "request_id": self.request_id})
+            elif handler is not None:
                 handler()
             elif method == "GET" and path.startswith("/jobs/") and len(path) > len("/jobs/"):
                 self.jobs_show(path[len("/jobs/") :])
@@ -232,6 +235,8 @@ def serve(server: AppServer) -> None:
     signal.signal(signal.SIGINT, on_sigterm)
     s = server.settings
     LOG.info("listening on %s:%s version=%s color=%s", s.host, s.port, s.version, s.color)
+    if s.error_ratio > 0:
+        LOG.warning("%s=%s: that share of requests answers 500 on purpose", faults.ENV, s.error_ratio)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

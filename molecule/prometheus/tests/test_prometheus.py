@@ -13,11 +13,19 @@ from pathlib import Path
 import pytest
 
 PROM = "http://127.0.0.1:9090"
-RULES_FILE = "/etc/prometheus/rules/stackops.rules.yml"
+# prometheus_extra_rules land in their own group file (broken_rule.yml breaks that one).
+RULES_FILE = "/etc/prometheus/rules/extra.rules.yml"
+RULES_DIR = "/etc/prometheus/rules"
 NOTIFICATIONS = "/var/lib/molecule-webhook/notifications.jsonl"
 TARGET = "127.0.0.1:9911"
 TARGET_UNIT = "molecule-target@9911.service"
+# The serving (green) colour: the sample app with APP_ERROR_RATIO=0.5; the idle blue colour runs on 9912.
+API_GREEN = "127.0.0.1:9913"
+API_GREEN_UNIT = "molecule-sample-app.service"
+API_BLUE = "127.0.0.1:9912"
+RUNBOOK_BASE = "https://github.com/stackops/platform/blob/main/docs/runbooks.md"
 SCENARIO_DIR = Path(__file__).resolve().parent.parent
+RUNBOOKS = SCENARIO_DIR.parent.parent / "docs" / "runbooks.md"
 GROUP_INTERVAL = 5  # prometheus_alertmanager_group_interval in vars/scenario.yml
 WAIT = 120  # bound of every wait
 
@@ -27,8 +35,9 @@ SERVICES = [
     "prometheus-node-exporter",
     "prometheus-postgres-exporter",
     "prometheus-redis-exporter",
+    "prometheus-blackbox-exporter",
 ]
-PORTS = {9090: "prometheus", 9093: "alertmanager", 9100: "node", 9121: "redis", 9187: "postgres"}
+PORTS = {9090: "prometheus", 9093: "alertmanager", 9100: "node", 9115: "blackbox", 9121: "redis", 9187: "postgres"}
 EXPECTED_ALERTS = {
     "TargetDown",
     "PostgresDown",
@@ -41,6 +50,37 @@ EXPECTED_ALERTS = {
     "PostgresBackupTooOld",
     "PostgresBackupFailed",
     "PostgresBackupMissing",
+    "HostFilesystemFillingUp",
+    "HostFileDescriptorsHigh",
+    "HostClockNotSynchronising",
+    "HostClockSkew",
+    "PostgresTooManyConnections",
+    "RedisMemoryNearMax",
+    "RedisRejectedConnections",
+    "TlsCertificateExpiringSoon",
+    "EndpointProbeFailed",
+    "Watchdog",
+    "PrometheusConfigReloadFailed",
+    "AlertmanagerConfigReloadFailed",
+    "ApiErrorBudgetBurn",
+    "ApiLatencyBudgetBurn",
+}
+# One rendered file per template in roles/prometheus/templates/rules/.
+EXPECTED_RULE_FILES = {
+    f"{g}.rules.yml"
+    for g in (
+        "api",
+        "availability",
+        "backups",
+        "blackbox",
+        "extra",
+        "hosts",
+        "meta",
+        "postgres",
+        "redis",
+        "slo",
+        "slo-budget",
+    )
 }
 
 
@@ -112,6 +152,8 @@ def test_deployed_configs_pass_their_checkers(host):
     out = host.run("promtool check config /etc/prometheus/prometheus.yml")
     assert out.rc == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
+    out = host.run("prometheus-blackbox-exporter --config.check --config.file=/etc/prometheus/blackbox.yml")
+    assert out.rc == 0, out.stdout + out.stderr
     out = host.run("amtool check-config /etc/prometheus/alertmanager.yml")
     assert out.rc == 0, out.stdout + out.stderr
 
@@ -153,11 +195,21 @@ def test_flags_from_role_variables(host):
     assert api(host, "/api/v1/status/config")["yaml"].count("scrape_interval: 5s") >= 1
 
 
+def test_rule_files_one_per_group(host):
+    files = set(host.run("ls %s", RULES_DIR).stdout.split())
+    assert files >= EXPECTED_RULE_FILES, files
+    # The single file of 0.1.0 is gone (its groups moved into the files above).
+    assert not host.file(f"{RULES_DIR}/stackops.rules.yml").exists
+
+
 def test_rules_loaded(host):
     assert alert_names(host) >= EXPECTED_ALERTS
     for group in api(host, "/api/v1/rules")["groups"]:
         for rule in group["rules"]:
-            assert rule["labels"]["severity"] in {"warning", "critical"}, rule["name"]
+            if rule["type"] != "alerting":
+                continue
+            # Watchdog's "none" keeps it out of the warning/critical routes (it goes to the dead man's switch).
+            assert rule["labels"]["severity"] in {"warning", "critical", "none"}, rule["name"]
             assert {"summary", "description", "runbook_url", "dashboard_url"} <= set(rule["annotations"]), rule["name"]
             assert rule["annotations"]["dashboard_url"].startswith(PROM), rule["name"]
 
@@ -191,14 +243,13 @@ def test_scrape_targets_generated_from_inventory(host):
         ("node", "127.0.0.1:9100"),
         ("postgres", "127.0.0.1:9187"),
         ("redis", "127.0.0.1:9121"),
-        ("api", "127.0.0.1:9912"),
-        ("api", "127.0.0.1:9913"),
+        ("api", API_GREEN),
         ("jaeger", "127.0.0.1:14269"),
         ("molecule-target", TARGET),
     }
     assert expected <= set(found), sorted(found)
-    assert found[("api", "127.0.0.1:9912")]["labels"]["colour"] == "blue"
-    assert found[("api", "127.0.0.1:9913")]["labels"]["colour"] == "green"
+    assert found[("api", API_GREEN)]["labels"]["colour"] == "green"
+    assert found[("api", API_GREEN)]["labels"]["host"] == "prometheus-instance"
     assert found[("node", "127.0.0.1:9100")]["labels"]["host"] == "prometheus-instance"
     # Exporters answer (jaeger does not run in this scenario).
     wait_for(
@@ -226,6 +277,33 @@ def test_slack_template_carries_severity_source_time_and_link(host):
     assert out.rc == 0, out.stderr
     for word in ("*Severity:*", "*Source:*", "*Started:*", "|Graph>"):
         assert word in out.stdout
+
+
+def test_burn_rate_alert_reaches_webhook_with_runbook_link(host):
+    """The error hook (50 % of requests answer 500) burns the 1 % budget 50x: the page goes out with its runbook.
+
+    Runs before the TargetDown test, which empties the receiver's file (the page is sent once per repeat interval).
+    """
+    wait_for(lambda: query(host, 'up{job="api",colour="green"} == 1'), "the serving colour to be scraped")
+
+    def burn_notifications():
+        return [
+            n
+            for n in notifications(host)
+            if n["status"] == "firing"
+            and n["groupLabels"].get("alertname") == "ApiErrorBudgetBurn"
+            and any(a["labels"].get("severity") == "critical" for a in n["alerts"])
+        ]
+
+    firing = wait_for(burn_notifications, "the ApiErrorBudgetBurn notification", timeout=240)
+    alert = next(a for a in firing[0]["alerts"] if a["labels"]["severity"] == "critical")
+    assert alert["labels"]["slo"] == "availability"
+    assert alert["labels"]["window"] == "2m/30s"
+    assert alert["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}#api-error-budget-burn"
+    # The link leads somewhere: the runbook has that section (GitHub's anchor of its heading).
+    assert "\n## API error budget burn\n" in RUNBOOKS.read_text(encoding="utf-8")
+    ratio = float(query(host, "stackops:api_slo_errors:ratio_rate2m")[0]["value"][1])
+    assert 0.4 < ratio < 0.6, ratio
 
 
 def test_broken_rule_rejected_and_live_rules_kept(host):
@@ -289,3 +367,32 @@ def test_target_down_alert_reaches_receiver_once_then_resolves(host):
     assert resolved[0]["alerts"][0]["labels"]["instance"] == TARGET
     assert resolved[0]["alerts"][0]["endsAt"] >= resolved[0]["alerts"][0]["startsAt"]
     assert len([n for n in target_group(host) if n["status"] == "firing"]) == 1, target_group(host)
+
+
+def test_idle_colour_is_no_target_and_no_alert(host):
+    """Blue runs (its fake target answers) but nginx does not serve it: Prometheus never scrapes it."""
+    assert host.run("curl -sf http://%s/metrics", API_BLUE).rc == 0
+    targets = api(host, "/api/v1/targets")["activeTargets"]
+    assert not [t for t in targets if t["labels"]["instance"] == API_BLUE], targets
+    assert not query(host, f'up{{instance="{API_BLUE}"}}')
+    sd = json.loads(host.file("/etc/prometheus/file_sd/api/prometheus-instance.json").content_string)
+    assert sd == [{"targets": [API_GREEN], "labels": {"host": "prometheus-instance", "colour": "green"}}]
+
+
+def test_serving_colour_down_fires_target_down(host):
+    """The colour nginx serves must run: stopped, it alerts (unlike the idle one)."""
+    assert host.run("systemctl stop %s", API_GREEN_UNIT).rc == 0
+    try:
+        wait_for(
+            lambda: [
+                a
+                for a in api(host, "/api/v1/alerts")["alerts"]
+                if a["labels"]["alertname"] == "TargetDown"
+                and a["labels"].get("instance") == API_GREEN
+                and a["state"] == "firing"
+            ],
+            "TargetDown on the serving colour",
+        )
+    finally:
+        host.run("systemctl start %s", API_GREEN_UNIT)
+    wait_for(lambda: query(host, f'up{{instance="{API_GREEN}"}} == 1'), "the serving colour to be back")

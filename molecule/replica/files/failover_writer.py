@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Write numbered rows through a failover and record which ones were acknowledged.
 
 Usage: failover_writer.py <libpq dsn> <max seconds> <result json>

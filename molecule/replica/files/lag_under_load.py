@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Replication lag on the primary while pgbench writes; prints one JSON object.
 
 Usage (as postgres on the primary): lag_under_load.py <database> <seconds> <exporter port>

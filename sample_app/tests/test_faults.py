@@ -11,7 +11,7 @@ from test_server import make, request
 def test_off_by_default():
     assert config.load({}).error_ratio == 0.0
     injector = faults.ErrorInjector()
-    assert not any(injector.should_fail("/") for _ in range(1000))
+    assert not any(injector.should_fail("/") for _attempt in range(1000))
 
 
 @pytest.mark.parametrize(("raw", "ratio"), [("0.5", 0.5), ("0", 0.0), ("1", 1.0), ("", 0.0), (" 0.25 ", 0.25)])
@@ -28,7 +28,7 @@ def test_bad_ratio_names_the_variable(raw):
 @pytest.mark.parametrize(("ratio", "n", "failed"), [(0.5, 100, 50), (0.1, 1000, 100), (0.25, 8, 2), (1.0, 7, 7)])
 def test_exact_share_fails(ratio, n, failed):
     injector = faults.ErrorInjector(ratio)
-    assert sum(injector.should_fail("/items") for _ in range(n)) == failed
+    assert sum(injector.should_fail("/items") for _attempt in range(n)) == failed
 
 
 def test_exact_share_under_threads():
@@ -48,14 +48,14 @@ def test_health_and_metrics_never_fail():
 def test_server_answers_500_and_counts_it(tmp_path):
     srv, thread = make(tmp_path, error_ratio=0.5)
     try:
-        statuses = [request(srv, "GET", "/")[0].status for _ in range(10)]
+        statuses = [request(srv, "GET", "/")[0].status for _attempt in range(10)]
         assert sorted(statuses) == [200] * 5 + [500] * 5
         # Every second request fails: the 11th answers, the 12th fails and says why.
         assert request(srv, "GET", "/")[0].status == 200
         resp, body = request(srv, "GET", "/")
         assert resp.status == 500
         assert json.loads(body)["error"] == "injected by APP_ERROR_RATIO"
-        assert all(request(srv, "GET", "/health")[0].status == 200 for _ in range(4))
+        assert all(request(srv, "GET", "/health")[0].status == 200 for _attempt in range(4))
         _resp, text = request(srv, "GET", "/metrics")
         assert 'http_requests_total{method="GET",path="/",status="500"} ' in text.decode()
         assert 'path="/health",status="500"' not in text.decode()

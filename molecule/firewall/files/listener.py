@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Accept TCP connections on the given ports (all addresses), answer "ok" and close: a stand-in
 for the services whose ports the firewall guards."""
 
@@ -16,7 +15,7 @@ def main(ports):
         srv.listen(64)
         sel.register(srv, selectors.EVENT_READ)
     while True:
-        for key, _ in sel.select():
+        for key, _events in sel.select():
             conn, _addr = key.fileobj.accept()
             try:
                 conn.sendall(b"ok\n")

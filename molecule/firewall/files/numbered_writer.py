@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write lines 1..COUNT to PATH (append), one every INTERVAL seconds, reopening PATH on SIGHUP the
 way an app that supports log rotation does. With an http:// PATH, request PATH/<n> instead (nginx
 writes the numbered lines to its access log). Used to prove a rotation loses no line."""

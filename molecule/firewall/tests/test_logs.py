@@ -39,7 +39,7 @@ def numbers(host, pattern, regex):
 
 
 def rotate_twice_while_writing(host, config, current):
-    for _ in range(2):
+    for _round in range(2):
         wait_lines(host, current, 100)
         out = host.run("logrotate -f %s", config)
         assert out.rc == 0, out.stderr

@@ -52,7 +52,8 @@ fi
 if grep -rF "$REPO_ROOT" "$project"; then die "the consumer project names the checkout $REPO_ROOT"; fi
 
 # 4. Containers, site, the sample release deployed with the collection's playbook, verify.
-archive=$(bash "$REPO_ROOT/scripts/build-sample-release.sh" | head -n1)
+# sed -n 1p reads all the output: head would close the pipe early (SIGPIPE, rc 141 under pipefail).
+archive=$(bash "$REPO_ROOT/scripts/build-sample-release.sh" | sed -n 1p)
 cp "$archive" "$work/"
 version=$(basename "$archive" .tar.gz); version=${version#sample-app-}
 recap() { awk '/PLAY RECAP/{p=1} p' ; }

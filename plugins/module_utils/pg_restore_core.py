@@ -13,23 +13,26 @@ import contextlib
 import os
 import time
 
-from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import (
-    CONNECTION_OPTIONS,
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import (
     MANIFEST_SUFFIX,
     PgBackupError,
-    connection_args,
     conninfo_dbname,
-    find_tool,
     list_backups,
-    normalize_params,
-    parse_archive_header,
     quote_ident,
     quote_literal,
     read_manifest,
-    run_tool,
     utc_now,
     validate_database_name,
     verify_against_manifest,
+)
+from ansible_collections.stackops.platform.plugins.module_utils.pg_client import (
+    CONNECTION_OPTIONS,
+    build_psql_argv,
+    connection_args,
+    find_tool,
+    normalize_params,
+    parse_archive_header,
+    run_tool,
 )
 
 MODES = ("new", "replace")
@@ -110,23 +113,6 @@ def create_sql(name, like=None):
             f" LC_CTYPE {quote_literal(like['ctype'])} OWNER {quote_ident(like['owner'])}"
         )
     return sql + ";\n"
-
-
-def build_psql_argv(params, psql, dbname):
-    return [
-        psql,
-        "-X",
-        "-q",
-        "-A",
-        "-t",
-        "-v",
-        "ON_ERROR_STOP=1",
-        *connection_args(params),
-        "--no-password",
-        "--dbname=" + conninfo_dbname(dbname),
-        "-f",
-        "-",
-    ]
 
 
 def build_pg_restore_argv(params, pg_restore, dbname, source, single_transaction=False):

@@ -15,8 +15,6 @@ Layout under a deploy root::
 from __future__ import annotations
 
 import datetime
-import errno
-import fcntl
 import getpass
 import hashlib
 import json
@@ -24,11 +22,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import tarfile
-import time
 import zipfile
+
+from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import (
+    HolderLock,
+    atomic_write_json,
+    fsync_dir,
+)
 
 RELEASES_DIR = "releases"
 SHARED_DIR = "shared"
@@ -190,20 +192,6 @@ def check_link_target(name, target):
         raise ReleaseError(f"archive member {name!r} is a link {target!r} that escapes the release directory")
 
 
-def describe_holder(raw):
-    try:
-        holder = json.loads(raw) if raw else {}
-    except ValueError:
-        holder = {}
-    if not isinstance(holder, dict) or not holder:
-        return "an unknown process", {}
-    text = (
-        f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (user {holder.get('user', '?')}) "
-        f"since {holder.get('started_at', '?')}"
-    )
-    return text, holder
-
-
 def _utcnow():
     return datetime.datetime.now(_UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -354,14 +342,6 @@ def _extract_zip(src, dest):
 # ---------------------------------------------------------------- filesystem state
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root):
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
@@ -372,25 +352,7 @@ def _fsync_tree(root):
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        _fsync_dir(dirpath)
-
-
-def _write_json_atomic(path, data):
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, f".{os.path.basename(path).lstrip('.')}.tmp-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+        fsync_dir(dirpath)
 
 
 def read_meta(release_dir):
@@ -474,7 +436,7 @@ def _remove_release(root, release_id):
     rdir = os.path.join(root, RELEASES_DIR)
     doomed = os.path.join(rdir, f".{release_id}.del-{os.getpid()}")
     os.rename(os.path.join(rdir, release_id), doomed)
-    _fsync_dir(rdir)
+    fsync_dir(rdir)
     shutil.rmtree(doomed)
 
 
@@ -491,60 +453,26 @@ def switch_current(root, release_id, previous):
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     _test_hook("switched")
-    _write_json_atomic(
+    atomic_write_json(
         os.path.join(root, STATE_FILE), {"current": release_id, "previous": previous, "switched_at": _utcnow()}
     )
 
 
-class DeployLock:
-    """Exclusive flock on <root>/.deploy.lock; the file names the holder while held."""
+def deploy_lock(root, timeout=0.0, poll=0.2):
+    """Exclusive lock on <root>/.deploy.lock naming its holder; busy -> ReleaseError naming the holder."""
+    path = os.path.join(root, LOCK_FILE)
 
-    def __init__(self, root, timeout=0.0, poll=0.2):
-        self.path = os.path.join(root, LOCK_FILE)
-        self.timeout = float(timeout or 0)
-        self.poll = poll
-        self.fd = None
+    def busy(info):
+        waited = f" after waiting {info.waited:g}s" if info.waited else ""
+        return ReleaseError(
+            f"deploy root {root} is locked by {info.holder_text}{waited}; another deploy is "
+            f"running. Wait for it, or set lock_timeout (seconds) to wait. Lock file: {path}",
+            lock_holder=info.holder,
+        )
 
-    def __enter__(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    raw = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-                    os.close(fd)
-                    text, holder = describe_holder(raw)
-                    waited = f" after waiting {self.timeout:g}s" if self.timeout else ""
-                    raise ReleaseError(
-                        f"deploy root {os.path.dirname(self.path)} is locked by {text}{waited}; another deploy is "
-                        f"running. Wait for it, or set lock_timeout (seconds) to wait. Lock file: {self.path}",
-                        lock_holder=holder,
-                    ) from None
-                time.sleep(self.poll)
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(), "started_at": _utcnow()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-        os.fsync(fd)
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            try:
-                os.ftruncate(self.fd, 0)
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-            finally:
-                os.close(self.fd)
-                self.fd = None
-        return False
+    return HolderLock(path, timeout, poll=poll, mode=0o644, busy=busy)
 
 
 # ---------------------------------------------------------------- operations
@@ -697,7 +625,7 @@ def _build_release(root, release_id, params, *, src, source_type, kind, digest, 
         if os.path.lexists(build_dir):
             shutil.rmtree(build_dir, ignore_errors=True)
         raise
-    _fsync_dir(rdir)
+    fsync_dir(rdir)
     _test_hook("renamed")
 
 
@@ -717,7 +645,7 @@ def deploy(params, check_mode=False, now=None):
         return _result(root, before, after, release_id, changed, pruned=pruned, cleaned=stale)
 
     os.makedirs(root, exist_ok=True)
-    with DeployLock(root, params.get("lock_timeout")):
+    with deploy_lock(root, params.get("lock_timeout")):
         stale = stale_entries(root)
         for entry in stale:
             _remove(os.path.join(root, entry))
@@ -746,7 +674,7 @@ def _switch_to(root, params, check_mode, target_fn):
     after = dict(before, current=target, previous=before["current"]) if switch else before
     if check_mode or not switch:
         return _result(root, before, after, target, switch)
-    with DeployLock(root, params.get("lock_timeout")):
+    with deploy_lock(root, params.get("lock_timeout")):
         before = read_layout(root)
         target = target_fn(before)
         switch = target != before["current"]
@@ -805,7 +733,7 @@ def remove(params, check_mode=False):
     before, after, present = plan()
     if check_mode or not present:
         return _result(root, before, after, release_id, present)
-    with DeployLock(root, params.get("lock_timeout")):
+    with deploy_lock(root, params.get("lock_timeout")):
         before, after, present = plan()
         if present:
             _remove_release(root, release_id)

@@ -25,8 +25,8 @@ from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core 
     switch,
 )
 from ansible_collections.stackops.platform.plugins.module_utils.release_core import (
-    DeployLock,
     ReleaseError,
+    deploy_lock,
     read_layout,
     read_link,
     rollback_target,
@@ -62,7 +62,7 @@ def cutover(params, run, check_mode=False, **hooks):
     root = os.path.abspath(params["release_path"])
     if not os.path.isdir(os.path.join(root, "releases")):
         raise ReleaseError(f"release_path {root} is not a deploy root (no releases/ directory)")
-    lock = DeployLock(root, params.get("release_lock_timeout") or 0)
+    lock = deploy_lock(root, params.get("release_lock_timeout") or 0)
     if check_mode:
         return _cutover_locked(root, params, run, True, hooks)
     with lock:

@@ -17,8 +17,15 @@ description:
     (C(.*.partial)) are removed by the next run and never counted as backups.
   - Retention runs only after the new backup succeeded, looks only at complete backups (dump plus manifest)
     and never deletes the newest one.
-  - The same code runs from a systemd timer as C(python3 pg_backup_core.py --config <file.json>), with the
-    option names of this module as JSON keys.
+  - Row counts of every table are taken in the dump's own snapshot (a C(REPEATABLE READ) transaction that
+    exports its snapshot to C(pg_dump --snapshot)) and recorded in the manifest, so a restore drill can compare
+    them exactly, however busy the database was.
+  - C(pg_dumpall --globals-only) (roles, memberships, role settings, tablespaces) is stored beside the dump as
+    C(<name>.globals.sql) with its sha256 in the manifest; O(stackops.platform.pg_restore#module:apply_globals)
+    applies it to an empty cluster.
+  - The same code runs from a systemd timer as
+    C(python3 -m ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core --config <file.json>),
+    with the option names of this module as JSON keys.
 author:
   - stackops platform contributors (@stackops)
 extends_documentation_fragment:
@@ -75,6 +82,19 @@ options:
     description:
       - Re-read the finished dump and compare it with the checksum recorded in the manifest before publishing it.
       - C(pg_restore --list) always reads the new backup, whatever this says.
+    type: bool
+    default: true
+  row_counts:
+    description:
+      - Count the rows of every table in the dump's snapshot and record them in the manifest (C(row_counts)).
+      - Costs one sequential scan of each table; the restore drill needs these counts.
+    type: bool
+    default: true
+  globals:
+    description:
+      - Store C(pg_dumpall --globals-only) beside the dump and record its sha256 in the manifest.
+      - Role passwords are included only when the connecting user is a superuser (else C(--no-role-passwords));
+        the manifest says which (C(globals.role_passwords)). The file is mode 0600.
     type: bool
     default: true
 notes:
@@ -169,6 +189,18 @@ backups_after:
   type: list
   elements: str
   sample: [app_20260220T051228Z.dump, app_20260219T051228Z.dump]
+globals_path:
+  description: Path of the C(pg_dumpall --globals-only) file, null when O(globals=false).
+  returned: success and not check mode
+  type: str
+  sample: /var/backups/postgresql/app/app_20260220T051228Z.dump.globals.sql
+row_counts:
+  description:
+    - Rows of each table (C(schema.table), quoted as needed) in the dump's snapshot.
+    - Null when O(row_counts=false).
+  returned: success and not check mode
+  type: dict
+  sample: {"public.accounts": 1200, "public.orders": 53211}
 manifest:
   description: The manifest written beside the backup.
   returned: success and not check mode
@@ -185,11 +217,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import (
     BACKUP_OPTIONS,
-    PgBackupError,
     plan_backup,
-    postgres_connection_spec,
     run_backup,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import PgBackupError
+from ansible_collections.stackops.platform.plugins.module_utils.pg_client import postgres_connection_spec
 
 
 def argument_spec():
@@ -203,6 +235,8 @@ def argument_spec():
         "keep_last": {"type": "int"},
         "keep_days": {"type": "int"},
         "verify": {"type": "bool", "default": True},
+        "row_counts": {"type": "bool", "default": True},
+        "globals": {"type": "bool", "default": True},
     }
     spec.update(postgres_connection_spec())
     return spec

@@ -178,10 +178,8 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import (
-    PgBackupError,
-    postgres_connection_spec,
-)
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import PgBackupError
+from ansible_collections.stackops.platform.plugins.module_utils.pg_client import postgres_connection_spec
 from ansible_collections.stackops.platform.plugins.module_utils.pg_restore_core import (
     RESTORE_OPTIONS,
     run_restore,

@@ -254,7 +254,7 @@ def test_killed_dump_leaves_no_backup_and_retention_keeps_good_ones(playbook, pg
     assert complete_backups(backup_root, bench_db) == [Path(res["path"]).name]
     assert sorted(Path(p).name for p in res["pruned"]) == good
     assert sorted(p.name for p in (backup_root / bench_db).iterdir()) == sorted(
-        [".lock", Path(res["path"]).name, Path(res["manifest_path"]).name]
+        [".lock", Path(res["path"]).name, Path(res["manifest_path"]).name, Path(res["globals_path"]).name]
     )
 
 

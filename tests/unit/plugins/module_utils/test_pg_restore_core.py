@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as bcore
+from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_manifest as bcore
 from ansible_collections.stackops.platform.plugins.module_utils import pg_restore_core as core
-from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import PgBackupError
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import PgBackupError
 
 NOW = datetime.datetime(2026, 2, 20, 5, 12, 28, tzinfo=datetime.UTC)
 SECRET = "restore-pa55-never-in-argv"

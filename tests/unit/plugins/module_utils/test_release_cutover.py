@@ -197,7 +197,7 @@ def test_both_colours_on_the_release_prefers_the_active_one(tree):
 
 def test_deploy_lock_held_fails_naming_the_holder(tree):
     before = snapshot(tree)
-    with release_core.DeployLock(str(tree["root"])), pytest.raises(ReleaseError, match="is locked by pid"):
+    with release_core.deploy_lock(str(tree["root"])), pytest.raises(ReleaseError, match="is locked by pid"):
         cut.cutover(params(tree), Run(), fetch=Fetch(200))
     assert snapshot(tree) == before
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import PgBackupError
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import PgBackupError
 from ansible_collections.stackops.platform.plugins.module_utils.pg_restore_core import RESTORE_OPTIONS
 from ansible_collections.stackops.platform.plugins.modules import pg_restore
 

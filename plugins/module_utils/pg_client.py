@@ -273,7 +273,7 @@ class SnapshotSession:
         try:
             self.proc.stdin.write(sql + "\n")
             self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except (OSError, ValueError):  # psql has gone (broken pipe) or the session was already ended
             self._fail()
         if not expect_output:
             return None
@@ -286,7 +286,15 @@ class SnapshotSession:
         return parse_row_counts(self.query(ROW_COUNTS_SQL), self.what)
 
     def _fail(self):
+        err = self._stop()
+        self.proc = None
+        raise PgBackupError(f"{self.what}: psql failed: {redact(err, self.params) or 'the session ended'}")
+
+    def _stop(self):
+        """End psql (closing stdin ends the session, rolling back what was not committed); return its stderr."""
         err = ""
+        if self.proc is None:
+            return err
         with contextlib.suppress(OSError, ValueError):
             self.proc.stdin.close()
         try:
@@ -296,24 +304,14 @@ class SnapshotSession:
             self.proc.wait()
         with contextlib.suppress(OSError, ValueError):
             err = self.proc.stderr.read()
-        raise PgBackupError(f"{self.what}: psql failed: {redact(err, self.params) or 'the session ended'}")
-
-    def _stop(self):
-        if self.proc is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
         for stream in (self.proc.stdout, self.proc.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
+        return err
 
     def __exit__(self, *exc):
-        with contextlib.suppress(PgBackupError):
-            self.query("COMMIT;", expect_output=False)
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(PgBackupError):
+                self.query("COMMIT;", expect_output=False)
         self._stop()
         return False

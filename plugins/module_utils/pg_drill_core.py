@@ -19,13 +19,9 @@ Run on the database host as ``python3 -m ansible_collections.stackops.platform.p
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
-import json
 import os
-import signal
-import sys
 import time
 
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import atomic_write_json
@@ -39,9 +35,9 @@ from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manife
 )
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_metrics import (
     render_gauges,
-    run_result_from,
     write_textfile,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.pg_cli import unit_main
 from ansible_collections.stackops.platform.plugins.module_utils.pg_client import (
     CONNECTION_OPTIONS,
     ROW_COUNTS_SQL,
@@ -165,12 +161,13 @@ def disk_check(free_bytes, estimate_bytes, max_share):
 
 def _estimate_and_free(restorer, params, source):
     """(estimated bytes of the restored copy, free bytes of the cluster's filesystem) or None when unknown."""
-    out = restorer.sql(
-        "SELECT pg_catalog.current_setting('data_directory', true), "  # noqa: S608 - quoted literal
-        "(SELECT pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database "
-        f"WHERE datname = {quote_literal(params['database'])});\n",
-        what="measuring the live database",
-    ).strip()
+    # Only superusers and pg_read_all_settings members may read data_directory; others skip the check.
+    sql = (
+        "SELECT CASE WHEN pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') "
+        "THEN pg_catalog.current_setting('data_directory') END, (SELECT pg_catalog.pg_database_size(oid) "
+        "FROM pg_catalog.pg_database WHERE datname = " + quote_literal(params["database"]) + ");\n"
+    )
+    out = restorer.sql(sql, what="measuring the live database").strip()
     data_dir, _sep, size = out.partition("|")
     if not data_dir or not os.path.isdir(data_dir):
         return None  # not the server's host, or not allowed to see its settings: the server will say if it fills
@@ -318,45 +315,6 @@ def write_drill_metrics(metrics_dir, params, run_success, now=None):
 # --------------------------------------------------------------------------- script entry point
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Restore drill of one PostgreSQL database (stackops.platform).")
-    parser.add_argument("--config", required=True, help="JSON settings file (drill option names)")
-    parser.add_argument("--check", action="store_true", help="verify the backup and report; restore nothing")
-    parser.add_argument("--write-metrics", metavar="DIR", help="no drill: write DIR/stackops_pg_drill_<db>.prom")
-    parser.add_argument("--run-result", choices=("success", "failure"), help="result for --write-metrics")
-    args = parser.parse_args(argv)
-    if args.write_metrics is not None and args.check:
-        parser.error("--check and --write-metrics cannot be combined")
-    if args.run_result and args.write_metrics is None:
-        parser.error("--run-result only goes with --write-metrics")
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        with open(args.config, encoding="utf-8") as handle:
-            raw = json.load(handle)
-        if not isinstance(raw, dict):
-            raise PgBackupError(f"config {args.config} must hold a JSON object of restore drill options")
-        params = check_drill_params(raw)
-        if args.write_metrics is not None:
-            success = run_result_from(args.run_result, what="restore drill")
-            result = {"metrics_path": write_drill_metrics(args.write_metrics, params, success), "run_success": success}
-        elif args.check:
-            result = run_drill(params, check_mode=True)
-        else:
-            result = _drill_and_record(params)
-    except (OSError, ValueError, PgBackupError) as exc:
-        message = str(exc)
-        if isinstance(exc, ValueError) and not isinstance(exc, PgBackupError):
-            message = f"config {args.config} is not valid JSON: {exc}"
-        sys.stderr.write(f"pg_drill: {message}\n")
-        return 1
-    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    return 0
-
-
 def _drill_and_record(params):
     """Run the drill and record its outcome in the state file, failed or not."""
     path = state_path(params)
@@ -368,6 +326,25 @@ def _drill_and_record(params):
         raise
     record_outcome(path, result=result)
     return result
+
+
+def drill_metrics_from_config(params, metrics_dir, run_success):
+    params = check_drill_params(params)
+    path = write_drill_metrics(metrics_dir, params, run_success)
+    return {"changed": True, "metrics_path": path, "run_success": run_success}
+
+
+def main(argv=None):
+    return unit_main(
+        argv,
+        tool="pg_drill",
+        what="restore drill",
+        description="Restore drill of one PostgreSQL database (stackops.platform layout).",
+        metrics_file="stackops_pg_drill_<database>.prom",
+        run=lambda params: _drill_and_record(check_drill_params(params)),
+        check=lambda params: run_drill(params, check_mode=True),
+        write_metrics=drill_metrics_from_config,
+    )
 
 
 if __name__ == "__main__":

@@ -190,7 +190,7 @@ def owned_db(pg_cluster):
     pg_cluster.psql(ROLES_SQL, superuser=True)
     pg_cluster.psql('CREATE DATABASE it_globals OWNER drill_owner;', superuser=True)
     pg_cluster.psql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 25); "
-                    "ALTER TABLE t OWNER TO drill_owner; GRANT SELECT ON t TO \"drill reader\";",
+                    "ALTER TABLE t OWNER TO drill_owner; GRANT SELECT ON t TO \"drill reader\", stackops;",
                     db="it_globals", superuser=True)
     yield "it_globals"
     pg_cluster.psql("DROP DATABASE IF EXISTS it_globals WITH (FORCE); DROP ROLE drill_owner; "

@@ -710,3 +710,26 @@ def test_script_main_write_metrics(tmp_path, capsys, monkeypatch):
         with pytest.raises(SystemExit) as excinfo:
             core.main(["--config", str(config), *argv])
         assert excinfo.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "psql_body",
+    [
+        'echo "psql: error: connection to server failed: password pa55-w0rd-never-in-argv rejected" >&2; exit 2\n',
+        # The session starts, then the count query fails (a table the backup user may not read).
+        'while IFS= read -r line; do case "$line" in *pg_export_snapshot*) echo 00000003-1B-1;;'
+        ' *is_superuser*) echo off;; *json_object_agg*) echo "ERROR:  permission denied for table'
+        ' pa55-w0rd-never-in-argv" >&2; exit 3;; esac; done\n',
+    ],
+    ids=["no-connection", "count-refused"],
+)
+def test_snapshot_session_failure_reports_psql_and_leaves_nothing(tmp_path, psql_body):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    bin_dir = fake_tools(tmp_path, GOOD_DUMP)
+    (Path(bin_dir) / "psql").write_text("#!/bin/sh\n" + psql_body)
+    params = {"database": "app", "backup_dir": str(backups), "bin_dir": bin_dir, "password": SECRET}
+    with pytest.raises(PgBackupError, match=r"row counts of app: psql failed: .*(connection|permission).*\*{8}") as err:
+        core.run_backup(params)
+    assert SECRET not in str(err.value)
+    assert sorted(p.name for p in (backups / "app").iterdir()) == [".lock"]

@@ -24,13 +24,15 @@ from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core 
     read_state,
     switch,
 )
-from ansible_collections.stackops.platform.plugins.module_utils.release_core import (
-    ReleaseError,
+from ansible_collections.stackops.platform.plugins.module_utils.release_core import read_link
+from ansible_collections.stackops.platform.plugins.module_utils.release_layout import (
     deploy_lock,
     read_layout,
-    read_link,
-    rollback_target,
     switch_current,
+)
+from ansible_collections.stackops.platform.plugins.module_utils.release_names import (
+    ReleaseError,
+    rollback_target,
     validate_release_id,
 )
 

@@ -107,6 +107,7 @@ def check_backup_params(params):
         raise PgBackupError(f"backup_dir {params['backup_dir']} does not exist or is not a directory: create it first")
     return params
 
+
 def build_pg_dump_argv(params, pg_dump, out_path, snapshot=None):
     argv = [pg_dump, "--format=" + ("c" if params["format"] == "custom" else "d"), "--file=" + out_path]
     if params["format"] == "directory" and params.get("jobs", 1) > 1:
@@ -182,6 +183,7 @@ def plan_backup(params, now=None):
         "backups_before": [item["name"] for item in existing],
     }
 
+
 def find_backup_tools(params):
     """The client programs a run needs: pg_dump and pg_restore, psql and pg_dumpall when used."""
     tools = {
@@ -241,9 +243,7 @@ def run_backup(params):
         started = utc_now()
         name = backup_name(params["database"], format_timestamp(started), params["format"])
         # Two runs in the same second would share a name: wait for the next second.
-        while os.path.lexists(os.path.join(db_dir, name)) or os.path.lexists(
-            os.path.join(db_dir, manifest_name(name))
-        ):
+        while os.path.lexists(os.path.join(db_dir, name)) or os.path.lexists(os.path.join(db_dir, manifest_name(name))):
             time.sleep(1.05 - (utc_now().microsecond / 1e6))
             started = utc_now()
             name = backup_name(params["database"], format_timestamp(started), params["format"])
@@ -343,6 +343,7 @@ def metrics_from_config(params, metrics_dir, run_success):
 
 
 # --------------------------------------------------------------------------- script entry point
+
 
 def main(argv=None):
     return unit_main(

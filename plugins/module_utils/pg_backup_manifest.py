@@ -187,9 +187,7 @@ def verify_against_manifest(path, manifest):
                 state = "missing" if rel not in files else ("unexpected" if rel not in wanted else "sha256 mismatch")
                 raise PgBackupError(f"checksum verification failed for {os.path.join(path, rel)}: {state}")
     if sha != expected:
-        raise PgBackupError(
-            f"checksum verification failed for {path}: sha256 {sha} does not match manifest {expected}"
-        )
+        raise PgBackupError(f"checksum verification failed for {path}: sha256 {sha} does not match manifest {expected}")
     verify_globals(path, manifest)
     return sha, size
 
@@ -308,4 +306,3 @@ def build_manifest(
     if globals_info is not None:
         manifest["globals"] = globals_info
     return manifest
-

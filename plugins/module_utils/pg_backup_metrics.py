@@ -84,6 +84,7 @@ def backup_metrics(db_dir, database, run_success, now=None):
     values["last_run_timestamp_seconds"] = (now or utc_now()).timestamp()
     return values
 
+
 def render_gauges(prefix, help_table, labels, values):
     """Text exposition format: one gauge family per value present, in ``help_table`` order."""
     text = ",".join(f'{key}="{escape_label_value(value)}"' for key, value in labels.items())

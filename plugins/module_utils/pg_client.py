@@ -32,6 +32,7 @@ CONNECTION_OPTIONS = {
     "bin_dir": (str, None),
 }
 
+
 def postgres_connection_spec():
     """Ansible argument_spec entries of the connection options (see the postgres_connection doc fragment)."""
     return {
@@ -42,7 +43,6 @@ def postgres_connection_spec():
         "passfile": {"type": "path"},
         "bin_dir": {"type": "path"},
     }
-
 
 
 # --------------------------------------------------------------------------- parameters and tools
@@ -75,6 +75,7 @@ def normalize_params(params, options):
         result[key] = value
     return result
 
+
 def find_tool(name, bin_dir=None, explicit=None, sibling_of=None):
     """Resolve a PostgreSQL client program: explicit path, bin_dir, next to sibling_of, PATH, newest install."""
     candidates = []
@@ -101,6 +102,7 @@ def _version_key(path):
     part = path.split("/")[4] if len(path.split("/")) > 4 else "0"
     return [int(p) if p.isdigit() else 0 for p in part.split(".")]
 
+
 def connection_args(params):
     """-h/-p/-U flags; never a password."""
     argv = []
@@ -123,6 +125,7 @@ def client_env(params, base=None):
     env.setdefault("PGCONNECT_TIMEOUT", "10")
     env["PGAPPNAME"] = "stackops-pg-backup"
     return env
+
 
 def redact(text, params):
     """Strip the password from any text we report, in case a tool echoed it."""

@@ -233,8 +233,10 @@ def run_drill(params, restorer=None, now=None, check_mode=False):
                     f"dropped: {exc}; drop it by hand"
                 ) from None
             # The drill's own error stays the one raised; say that the scratch copy is left behind.
-            failure.args = (f"{failure.args[0] if failure.args else failure}; scratch database {scratch} could "
-                            f"not be dropped ({exc}): drop it by hand",)
+            failure.args = (
+                f"{failure.args[0] if failure.args else failure}; scratch database {scratch} could "
+                f"not be dropped ({exc}): drop it by hand",
+            )
     result.update(
         restore_seconds=restore_seconds,
         tables_compared=len(expected),

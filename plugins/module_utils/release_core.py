@@ -227,8 +227,15 @@ def deploy(params, check_mode=False, now=None):
         if build:
             _ensure_shared(root, shared)
             _build_release(
-                root, release_id, params,
-                src=src, source_type=source_type, kind=kind, digest=digest, shared=shared, now=now,
+                root,
+                release_id,
+                params,
+                src=src,
+                source_type=source_type,
+                kind=kind,
+                digest=digest,
+                shared=shared,
+                now=now,
             )
         if switch:
             switch_current(root, release_id, before["current"])

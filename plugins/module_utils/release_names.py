@@ -31,6 +31,7 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 TEMP_RE = re.compile(r"^\.(.+)\.(tmp|del)-\d+$")
 CHUNK = 1024 * 1024
 
+
 class ReleaseError(Exception):
     """A failure with a message meant for the user (fail_json msg) and optional details."""
 
@@ -72,7 +73,7 @@ def normalize_sha256(value):
         return None
     text = str(value).strip().lower()
     if text.startswith("sha256:"):
-        text = text[len("sha256:"):]
+        text = text[len("sha256:") :]
     if not _SHA_RE.match(text):
         raise ReleaseError(f"sha256 {value!r} is not 64 hexadecimal characters")
     return text

@@ -131,8 +131,9 @@ def test_drill_passes_drops_its_scratch_and_writes_metrics(playbook, pg_cluster,
     assert f"stackops_pg_drill_last_duration_seconds{label} {result['restore_seconds']!r}\n" in text
 
 
-def test_drill_with_tampered_counts_fails_and_drops_its_scratch(playbook, pg_cluster, backup_root, bench_db,
-                                                                  tmp_path):
+def test_drill_with_tampered_counts_fails_and_drops_its_scratch(
+    playbook, pg_cluster, backup_root, bench_db, tmp_path
+):
     res = backup(playbook, backup_root, bench_db, pg_cluster.conn())
     assert drill(tmp_path, pg_cluster, backup_root, bench_db)[0] == 0  # a success the failure must not erase
     manifest_path = Path(res["manifest_path"])

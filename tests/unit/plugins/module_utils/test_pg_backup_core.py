@@ -353,8 +353,8 @@ def test_build_manifest(fmt, files):
     finished = NOW + datetime.timedelta(seconds=12.5)
     archive = {"server_version": "15.18", "pg_dump_version": "15.18", "tables": 4}
     manifest = pbm.build_manifest(params, "app_20260220T051228Z.dump", sha="cd" * 32, size=10, files=files,
-                                   started=started, finished=finished, archive=archive, pg_dump_version="15.18",
-                                   verified=True)
+                                  started=started, finished=finished, archive=archive, pg_dump_version="15.18",
+                                  verified=True)
     assert manifest["database"] == "app" and manifest["format"] == fmt and manifest["compress"] == 5
     assert manifest["duration"] == 12.5
     assert manifest["started_at"] == "2026-02-20T05:12:28+00:00"

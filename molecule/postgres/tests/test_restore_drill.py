@@ -34,7 +34,7 @@ def test_only_the_installed_package_runs(host):
     assert not host.file("/usr/local/lib/stackops/pg_backup_core.py").exists
     unit = host.run("systemctl cat stackops-pg-drill@app.service").stdout
     module = "ansible_collections.stackops.platform.plugins.module_utils.pg_drill_core"
-    assert f"ExecStart=/usr/bin/python3 -m {module} --config /etc/stackops/pg_drill-app.json" in unit, unit
+    assert f"ExecStart=/usr/bin/python3 -m {module} --config /etc/stackops/pg_drill-%i.json" in unit, unit
     assert f"ExecStopPost=+/usr/bin/python3 -m {module}" in unit and f"--write-metrics {METRICS_DIR}" in unit
 
 

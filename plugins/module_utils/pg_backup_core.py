@@ -41,6 +41,11 @@ import sys
 import tempfile
 import time
 
+try:
+    from ansible_collections.stackops.platform.plugins.module_utils import backup_retention
+except ImportError:  # run as a script by the backup timer: the installed sibling file
+    import backup_retention
+
 TOOL_NAME = "stackops.platform.pg_backup"
 TOOL_VERSION = "0.1.0"
 MANIFEST_VERSION = 1
@@ -71,6 +76,9 @@ BACKUP_OPTIONS = {
     "pg_dump_path": (str, None),
     "keep_last": (int, None),
     "keep_days": (int, None),
+    "keep_daily": (int, None),
+    "keep_weekly": (int, None),
+    "keep_monthly": (int, None),
     "verify": (bool, True),
 }
 
@@ -209,9 +217,7 @@ def check_backup_params(params):
         raise PgBackupError(f"jobs={params['jobs']} needs format=directory (pg_dump dumps in parallel only then)")
     if params["compress"] is not None and not 0 <= params["compress"] <= 9:
         raise PgBackupError(f"compress must be between 0 and 9, got {params['compress']}")
-    for key in ("keep_last", "keep_days"):
-        if params[key] is not None and params[key] < 1:
-            raise PgBackupError(f"{key} must be 1 or more (or unset to keep everything), got {params[key]}")
+    retention_policy(params)
     if not os.path.isdir(params["backup_dir"]):
         raise PgBackupError(f"backup_dir {params['backup_dir']} does not exist or is not a directory: create it first")
     return params
@@ -484,29 +490,33 @@ def list_backups(db_dir, database):
     return backups
 
 
-def select_prune(backups, keep_last=None, keep_days=None, now=None, protect=()):
-    """Backups to delete. A backup goes only if every configured rule lets it go.
+def retention_policy(params):
+    """The GFS policy of backup_retention from the keep_* options; PgBackupError names a bad count."""
+    try:
+        return backup_retention.check_policy({rule: params.get(rule) for rule in backup_retention.COUNT_RULES})
+    except backup_retention.RetentionError as exc:
+        raise PgBackupError(str(exc)) from None
 
-    - no rule set: nothing is pruned;
-    - keep_last N keeps the N newest; keep_days D keeps those younger than D days;
-    - the newest backup and any name in ``protect`` are never pruned.
+
+def retention_plan(backups, params, now=None, protect=()):
+    """backup_retention.select over listed backups: ``{"keep": {name: [rules]}, "delete": [...]}``."""
+    return backup_retention.select(
+        backups,
+        retention_policy(params),
+        now=now or utc_now(),
+        protect=protect,
+        moment=lambda item: parse_timestamp(item["timestamp"]),
+    )
+
+
+def select_prune(backups, keep_last=None, keep_days=None, now=None, protect=(), **periods):
+    """Backups to delete under keep_last / keep_days / keep_daily / keep_weekly / keep_monthly.
+
+    A backup goes only if no rule keeps it; no rule set prunes nothing; the newest backup and any name
+    in ``protect`` stay (see backup_retention).
     """
-    if keep_last is None and keep_days is None:
-        return []
-    now = now or utc_now()
-    ordered = sorted(backups, key=lambda item: (item["timestamp"], item["name"]), reverse=True)
-    prune = []
-    for index, backup in enumerate(ordered):
-        if index == 0 or backup["name"] in protect:
-            continue
-        if keep_last is not None and index < keep_last:
-            continue
-        if keep_days is not None:
-            age = now - parse_timestamp(backup["timestamp"])
-            if age < datetime.timedelta(days=keep_days):
-                continue
-        prune.append(backup)
-    return prune
+    params = {"keep_last": keep_last, "keep_days": keep_days, **periods}
+    return retention_plan(backups, params, now=now, protect=protect)["delete"]
 
 
 def delete_backup(backup):
@@ -603,13 +613,14 @@ def plan_backup(params, now=None):
         name = backup_name(params["database"], format_timestamp(now), params["format"])
     existing = list_backups(db_dir, params["database"])
     future = [{"name": name, "timestamp": format_timestamp(now)}, *(b for b in existing if b["name"] != name)]
-    prune = select_prune(future, params["keep_last"], params["keep_days"], now=now, protect={name})
+    retention = retention_plan(future, params, now=now, protect={name})
     path = os.path.join(db_dir, name)
     return {
         "changed": True,
         "path": path,
         "manifest_path": path + MANIFEST_SUFFIX,
-        "pruned": [item["path"] for item in prune],
+        "pruned": [os.path.join(db_dir, item["name"]) for item in retention["delete"]],
+        "kept": retention["keep"],
         "backups_before": [item["name"] for item in existing],
     }
 
@@ -691,9 +702,9 @@ def run_backup(params):
         after = list_backups(db_dir, params["database"])
         if not any(item["name"] == name for item in after):
             raise PgBackupError(f"backup {final} was written but is not listed as complete; nothing was pruned")
-        prune = select_prune(after, params["keep_last"], params["keep_days"], protect={name})
+        retention = retention_plan(after, params, protect={name})
         pruned = []
-        for item in prune:
+        for item in retention["delete"]:
             delete_backup(item)
             pruned.append(item["path"])
 
@@ -708,6 +719,7 @@ def run_backup(params):
         "sha256": sha,
         "duration": round(time.monotonic() - clock, 3),
         "pruned": pruned,
+        "kept": retention["keep"],
         "stale_removed": stale,
         "backups_before": [item["name"] for item in before],
         "backups_after": [item["name"] for item in after if item["path"] not in pruned],

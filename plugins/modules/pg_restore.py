@@ -222,7 +222,6 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite import (
-    check_offsite_params,
     fetched,
     offsite_argument_spec,
     remote_dir,
@@ -275,7 +274,8 @@ def restore_offsite(module, params):
         result = run_restore({**params, "source": path}, check_mode=module.check_mode)
     result["offsite_backup"] = path.rsplit("/", 1)[-1]
     # The plaintext copy is gone: report where the backup came from instead.
-    result["source"] = f"{remote['bucket']}/{remote_dir(check_offsite_params(remote))}{result['offsite_backup']}"
+    folder = remote_dir({"prefix": (remote["prefix"] or "").strip("/"), "database": params["database"]})
+    result["source"] = f"{remote['bucket']}/{folder}{result['offsite_backup']}"
     result["manifest_path"] = result["source"] + ".manifest.json"
     return result
 

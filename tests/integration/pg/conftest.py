@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from pg_helpers import PG_BIN, TEST_PASSWORD, TEST_USER, Cluster, as_postgres, free_port
+from s3_helpers import bucket, moto_s3  # noqa: F401 - the off-site tests' S3 endpoint (moto) fixtures
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ for _path in reversed(os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pa
 from ansible_collections.stackops.platform.plugins.module_utils.backup_s3 import S3Client  # noqa: E402
 
 ACCESS_KEY = "STANDINACCESSKEY"  # moto accepts any credentials; never real ones
-SECRET_KEY = "STANDIN-secret-key-for-moto-only"  # noqa: S105 - throwaway test endpoint
+SECRET_KEY = "STANDIN-secret-key-for-moto-only"
 REGION = "us-east-1"
 
 
@@ -72,7 +72,7 @@ def moto_s3(tmp_path_factory):
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()  # noqa: S310 - loopback test server
+                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
                 break
             except (urllib.error.URLError, OSError):
                 if proc.poll() is not None or time.monotonic() > deadline:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from s3_helpers import age_key, bucket, moto_s3  # noqa: F401 - fixtures
+from s3_helpers import age_key
 
 from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite as offsite
 from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as core
@@ -149,6 +149,8 @@ def test_unknown_remote_backup_name_is_refused(setup):
     standin_backup(setup["db_dir"], core.utc_now())
     offsite.sync(setup["params"])
     fetch = {**setup["params"], "identity_file": str(setup["key"].identity_file)}
-    with pytest.raises(offsite.OffsiteError, match="off-site backup 'app_20200101T000000Z.dump' is not in"):
-        with offsite.fetched(fetch, "app_20200101T000000Z.dump", work_root=str(setup["tmp"])):
-            pass
+    with (
+        pytest.raises(offsite.OffsiteError, match=r"off-site backup 'app_20200101T000000Z\.dump' is not in"),
+        offsite.fetched(fetch, "app_20200101T000000Z.dump", work_root=str(setup["tmp"])),
+    ):
+        pass

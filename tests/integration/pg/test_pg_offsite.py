@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 from pg_helpers import failure_message, free_port, module_play, qi
-from s3_helpers import ACCESS_KEY, SECRET_KEY, age_key, bucket, moto_s3  # noqa: F401 - fixtures
+from s3_helpers import ACCESS_KEY, SECRET_KEY, age_key
 
 from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite
 from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as core
@@ -46,7 +46,9 @@ def restore(playbook, cluster, database, offsite, check=False, **options):
     return playbook(module_play("pg_restore", args, name="restore"), check=check)
 
 
-def test_backup_upload_delete_local_restore_from_remote(playbook, pg_cluster, offsite_db, backup_root, bucket, tmp_path):
+def test_backup_upload_delete_local_restore_from_remote(
+    playbook, pg_cluster, offsite_db, backup_root, bucket, tmp_path
+):
     key = age_key(tmp_path)
     offsite = bucket.options(recipients=[key.recipient], keep_daily=7, keep_monthly=12)
 

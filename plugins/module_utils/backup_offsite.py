@@ -198,7 +198,7 @@ def make_client(params):
             params["bucket"],
             load_credentials(params),
             addressing_style=params["addressing_style"],
-            ca_file=params["ca_file"],
+            ca_file=params["ca_file"] or None,  # the role writes "" for the system store
             timeout=params["timeout"],
             attempts=params["attempts"],
             part_size=params["part_size_mb"] * 1024 * 1024,

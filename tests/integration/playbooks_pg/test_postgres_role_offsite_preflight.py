@@ -30,7 +30,10 @@ ALL_ZERO = {f"postgres_backup_offsite_keep_{r}": 0 for r in ("last", "days", "da
         ({**OFFSITE, "postgres_backup_offsite_bucket": ""}, "postgres_backup_offsite_bucket (got '')"),
         ({**OFFSITE, "postgres_backup_offsite_secret_key": ""}, "postgres_backup_offsite_secret_key (vault them)"),
         ({**OFFSITE, "postgres_backup_offsite_recipients": []}, "age public keys age1..., got 0"),
-        ({**OFFSITE, "postgres_backup_offsite_recipients": ["AGE-SECRET-KEY-1QQQ"]}, "postgres_backup_offsite_recipients"),
+        (
+            {**OFFSITE, "postgres_backup_offsite_recipients": ["AGE-SECRET-KEY-1QQQ"]},
+            "postgres_backup_offsite_recipients",
+        ),
         ({**OFFSITE, **ALL_ZERO}, "not all 0 (got 0, 0, 0, 0, 0)"),
         ({**OFFSITE, "postgres_backup_offsite_keep_daily": -2}, "got 3, 0, -2, 4, 12"),
     ],

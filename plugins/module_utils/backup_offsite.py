@@ -49,7 +49,9 @@ except ImportError:  # run as a script by the backup timer: the installed siblin
     from backup_s3 import META_SHA256, S3Client, S3Error
 
 STATE_FILE = ".offsite-state.json"
-WORK_SUFFIX = ".offsite.partial"  # matches pg_backup_core's ".*.partial": a killed run's leftovers go
+LOCK_FILE = ".offsite.lock"
+WORK_PREFIX = ".offsite-work-"  # a private directory per sync; never matched by pg_backup's stale cleanup
+WORK_SUFFIX = ".offsite.partial"
 VERIFY_MODES = ("head", "download")
 METRICS_PREFIX = "stackops_pg_backup_offsite"
 METRIC_HELP = {
@@ -372,7 +374,9 @@ def upload_backup(client, params, backup, work_dir):
     companions = sorted(
         entry
         for entry in os.listdir(db_dir)
-        if entry.startswith(name + ".") and entry != core.manifest_name(name) and not entry.startswith(".")
+        if entry.startswith(name + ".")
+        and entry != core.manifest_name(name)
+        and os.path.isfile(os.path.join(db_dir, entry))
     )
     plan = [(backup["path"], base + name + data_suffix(backup["format"]), is_dir)]
     plan.extend((os.path.join(db_dir, entry), base + entry + ".age", False) for entry in companions)
@@ -448,17 +452,50 @@ def sync(params, check_mode=False, now=None):
         "remote_kept": {},
     }
     if check_mode:
-        after = [
-            item for item in combined.values() if item["name"] in remote_good or item["name"] in result["uploaded"]
-        ]
+        # The bucket as the real run will list it: what is there now plus the complete uploads.
+        after = [item for item in remote if item["name"] not in result["uploaded"]]
+        after.extend({**item, "good": True} for item in to_upload)
         plan = _remote_plan(after, policy, now, protect=set(result["uploaded"]))
         result["remote_deleted"] = [item["name"] for item in plan["delete"]]
         result["remote_kept"] = plan["keep"]
         result["changed"] = bool(result["uploaded"] or result["remote_deleted"])
         return result
-    for item in to_upload:
-        result["uploaded_bytes"] += upload_backup(client, params, item, db_dir)
-        result["changed"] = True
+    with offsite_lock(db_dir):
+        work = tempfile.mkdtemp(prefix=WORK_PREFIX, dir=db_dir)
+        try:
+            for item in to_upload:
+                result["uploaded_bytes"] += upload_backup(client, params, item, work)
+                result["changed"] = True
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        _apply_remote_retention(client, params, policy, now, result)
+    result["duration"] = round(time.monotonic() - clock, 3)
+    return result
+
+
+@contextlib.contextmanager
+def offsite_lock(db_dir):
+    """One sync per database at a time (a lock file beside the backups' own); clears a killed sync's work dirs.
+
+    Uses pg_backup_core's flock class on another file, so a sync never blocks a backup.
+    """
+    os.makedirs(db_dir, mode=0o700, exist_ok=True)
+    lock = core.BackupLock(db_dir)
+    lock.path = os.path.join(db_dir, LOCK_FILE)
+    try:
+        lock.__enter__()
+    except core.PgBackupError:
+        raise OffsiteError(f"another off-site sync of {db_dir} is running: try again later") from None
+    try:
+        for entry in os.listdir(db_dir):
+            if entry.startswith(WORK_PREFIX):
+                shutil.rmtree(os.path.join(db_dir, entry), ignore_errors=True)
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _apply_remote_retention(client, params, policy, now, result):
     remote = list_remote(client, params)
     missing = [name for name in result["uploaded"] if name not in {r["name"] for r in remote if r["good"]}]
     if missing:
@@ -474,8 +511,6 @@ def sync(params, check_mode=False, now=None):
         result["changed"] = True
     result["remote_kept"] = plan["keep"]
     result["remote_count"] = sum(1 for item in remote if item["good"]) - len(result["remote_deleted"])
-    result["duration"] = round(time.monotonic() - clock, 3)
-    return result
 
 
 def _remote_plan(remote, policy, now, protect):
@@ -658,7 +693,8 @@ def run_sync(params, check_mode=False):
     try:
         result = sync(params)
     except (core.PgBackupError, OSError) as exc:
-        record_run(checked, False, error=exc)
+        with contextlib.suppress(OSError):  # the sync's own error is the one to report
+            record_run(checked, False, error=exc)
         raise
     record_run(checked, True, result)
     return result

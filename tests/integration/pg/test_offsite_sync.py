@@ -154,3 +154,19 @@ def test_unknown_remote_backup_name_is_refused(setup):
         offsite.fetched(fetch, "app_20200101T000000Z.dump", work_root=str(setup["tmp"])),
     ):
         pass
+
+
+def test_one_sync_at_a_time_and_a_killed_syncs_leftovers_go(setup):
+    name = standin_backup(setup["db_dir"], core.utc_now())
+    leftover = setup["db_dir"] / ".offsite-work-killed"
+    leftover.mkdir()
+    (leftover / f".{name}.age.offsite.partial").write_bytes(b"half an upload")
+    with offsite.offsite_lock(str(setup["db_dir"])):
+        with pytest.raises(offsite.OffsiteError, match=r"another off-site sync of .* is running"):
+            offsite.sync(setup["params"])
+        assert remote_names(setup["params"]) == []
+    assert offsite.sync(setup["params"])["uploaded"] == [name]
+    assert not leftover.exists()
+    assert sorted(p.name for p in setup["db_dir"].iterdir()) == sorted(
+        [name, name + ".manifest.json", offsite.LOCK_FILE]
+    )

@@ -8,7 +8,11 @@ shown to change nothing.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 from pg_helpers import failure_message, free_port, module_play, qi
@@ -18,6 +22,7 @@ from ansible_collections.stackops.platform.plugins.module_utils import backup_of
 from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as core
 
 AGE_MAGIC = b"age-encryption.org/v1"
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -150,3 +155,35 @@ def test_unreachable_endpoint_fails_the_upload_and_keeps_the_local_backup(
     state = backup_offsite.read_state({"backup_dir": str(backup_root), "database": offsite_db})
     assert state["last_run_success"] == 0 and "cannot reach S3 endpoint" in state["error"]
     assert "last_success_timestamp_seconds" not in state
+
+
+def test_backup_playbook_passes_the_roles_offsite_settings(playbook, bucket, tmp_path):
+    """playbooks/backup.yml in check mode: the role's variables reach pg_backup's offsite option, the
+    bucket is listed (read only) and the planned upload reported; nothing is written anywhere."""
+    key = age_key(tmp_path)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    host = "pg-offsite-playbook"
+    line = f"{host} ansible_connection=local ansible_python_interpreter={sys.executable} ansible_become_user=root"
+    role_vars = {
+        "postgres_databases": [{"name": "app"}],
+        "postgres_backup_dir": str(backups),
+        "postgres_backup_keep_daily": 7,
+        "postgres_backup_offsite_enabled": True,
+        "postgres_backup_offsite_endpoint": bucket.url,
+        "postgres_backup_offsite_bucket": bucket.bucket,
+        "postgres_backup_offsite_access_key": ACCESS_KEY,
+        "postgres_backup_offsite_secret_key": SECRET_KEY,
+        "postgres_backup_offsite_recipients": [key.recipient],
+    }
+    host_vars = "".join(f"{k}={json.dumps(v)}\n" for k, v in role_vars.items())
+    inventory = f"[postgres]\n{line}\n[postgres:vars]\n{host_vars}"
+    run = playbook(str(REPO_ROOT / "playbooks" / "backup.yml"), check=True, inventory=inventory)
+    assert run.failed(host) == 0, failure_message(run)
+    (result,) = run.task("Back up each database over the local socket")["results"]
+    assert result["offsite"]["prefix"] == f"{host}/app/"
+    assert result["offsite"]["uploaded"] == [os.path.basename(result["path"])]
+    assert result["invocation"]["module_args"]["keep_daily"] == 7
+    assert result["invocation"]["module_args"]["offsite"]["secret_key"] != SECRET_KEY  # masked (no_log)
+    assert SECRET_KEY not in json.dumps(run.results)
+    assert list(backups.iterdir()) == [] and bucket.objects() == {}

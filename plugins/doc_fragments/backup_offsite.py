@@ -81,18 +81,21 @@ options:
         type: int
         default: 3
       keep_last:
-        description: Remote retention (same rules as the local O(keep_last)); unset rules keep nothing extra.
+        description:
+          - Remote retention (M(stackops.platform.pg_backup) only), the same rules as its local C(keep_*) options
+            applied to the bucket, each unset rule off; the newest complete copy always stays.
+          - Keep the N newest copies.
         type: int
       keep_days:
-        description: Remote retention, see O(keep_days).
+        description: Remote retention, copies younger than N days.
         type: int
       keep_daily:
-        description: Remote retention, see O(keep_daily).
+        description: Remote retention, the newest copy of each of the last N UTC days that have one.
         type: int
       keep_weekly:
-        description: Remote retention, see O(keep_weekly).
+        description: Remote retention, the newest copy of each of the last N ISO weeks that have one.
         type: int
       keep_monthly:
-        description: Remote retention, see O(keep_monthly).
+        description: Remote retention, the newest copy of each of the last N calendar months that have one.
         type: int
 """

@@ -170,3 +170,41 @@ def test_one_sync_at_a_time_and_a_killed_syncs_leftovers_go(setup):
     assert sorted(p.name for p in setup["db_dir"].iterdir()) == sorted(
         [name, name + ".manifest.json", offsite.LOCK_FILE]
     )
+
+
+STANDIN_DUMP = (
+    "#!/bin/sh\n"
+    'case "$1" in --version) echo "pg_dump (PostgreSQL) 15.1"; exit 0;; esac\n'
+    'for a in "$@"; do case "$a" in --file=*) f="${a#--file=}";; esac; done\n'
+    'printf "PGDMP STANDIN dump" > "$f"\n'
+)
+STANDIN_RESTORE = "#!/bin/sh\necho ';     Dumped from database version: 15.1'\necho '1; 1 1 TABLE public t o'\n"
+
+
+def test_backup_timer_script_prunes_by_gfs_from_the_installed_files_alone(tmp_path):
+    """The unit's first ExecStart: pg_backup_core.py as a script imports backup_retention from its own directory."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in INSTALLED:
+        shutil.copy(MODULE_UTILS / name, lib / name)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, body in (("pg_dump", STANDIN_DUMP), ("pg_restore", STANDIN_RESTORE)):
+        (bin_dir / tool).write_text(body)
+        (bin_dir / tool).chmod(0o755)
+    db_dir = tmp_path / "backups" / "app"
+    db_dir.mkdir(parents=True)
+    now = core.utc_now()
+    old = [standin_backup(db_dir, now - datetime.timedelta(days=d)) for d in (40, 9, 8, 2)]
+    config = tmp_path / "pg_backup-app.json"
+    config.write_text(json.dumps({"database": "app", "backup_dir": str(tmp_path / "backups"), "bin_dir": str(bin_dir),
+                                  "keep_last": 1, "keep_days": 0, "keep_daily": 2}))
+    run = subprocess.run([sys.executable, "-s", "-E", str(lib / "pg_backup_core.py"), "--config", str(config)],
+                         capture_output=True, text=True, check=False, env={"PATH": os.environ["PATH"]})
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    # keep_daily 2: the new backup (today) and the newest of the previous day that has one (2 days ago).
+    assert sorted(os.path.basename(p) for p in result["pruned"]) == sorted(old[:3])
+    assert result["kept"][old[3]] == ["keep_daily"]
+    assert result["kept"][result["name"]] == ["newest_good", "protected", "keep_last", "keep_daily"]
+    assert [b["name"] for b in core.list_backups(str(db_dir), "app")] == [result["name"], old[3]]

@@ -74,7 +74,10 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="stackops-offsite-bench-"))
     workdir.chmod(0o755)
     core, restore_core = import_cores(workdir)
-    from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite  # noqa: PLC0415
+    from ansible_collections.stackops.platform.plugins.module_utils import (  # noqa: PLC0415
+        backup_offsite,
+        backup_offsite_fetch,
+    )
     from ansible_collections.stackops.platform.plugins.module_utils.backup_s3 import S3Client  # noqa: PLC0415
 
     server = Server(args, workdir)
@@ -114,7 +117,8 @@ def main() -> int:
         download_root = workdir / "downloads"
         download_root.mkdir()
         start = time.monotonic()
-        with backup_offsite.fetched({**offsite, "identity_file": identity}, "latest", str(download_root)) as found:
+        fetch = {**offsite, "identity_file": identity}
+        with backup_offsite_fetch.fetched(fetch, "latest", str(download_root)) as found:
             fetch_t = time.monotonic() - start
             restore = restore_core.run_restore({"database": db, "target": target, "source": found[0], "mode": "new",
                                                 "jobs": args.restore_jobs, **server.conn()})

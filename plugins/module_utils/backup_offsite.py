@@ -16,6 +16,9 @@ the server's MD5 ETag are compared with what was sent (``verify=download`` also 
 object). A download is checked against that sha256, age authenticates every chunk while
 decrypting, and the plaintext is compared with the manifest's sha256 before a restore may begin.
 
+Split by concern: ``backup_age`` (encryption), ``backup_s3`` (the S3 client), ``backup_offsite_metrics``
+(state file and textfile metrics), ``backup_offsite_fetch`` (download, check, decrypt for a restore).
+
 ``sync`` uploads the local backups the remote GFS policy would keep and that the bucket lacks,
 then applies that policy to the bucket. A failed upload removes that backup's objects from the
 bucket, records the failure for the metrics and never touches a local backup.
@@ -33,35 +36,30 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 
 try:
     from ansible_collections.stackops.platform.plugins.module_utils import backup_retention
     from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as core
+    from ansible_collections.stackops.platform.plugins.module_utils.backup_age import encrypt
+    from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_metrics import (
+        record_run,
+        write_metrics,
+    )
     from ansible_collections.stackops.platform.plugins.module_utils.backup_s3 import META_SHA256, S3Client, S3Error
 except ImportError:  # run as a script by the backup timer: the installed sibling files
     import backup_retention
     import pg_backup_core as core
+    from backup_age import encrypt
+    from backup_offsite_metrics import record_run, write_metrics
     from backup_s3 import META_SHA256, S3Client, S3Error
 
-STATE_FILE = ".offsite-state.json"
 LOCK_FILE = ".offsite.lock"
 WORK_PREFIX = ".offsite-work-"  # a private directory per sync; never matched by pg_backup's stale cleanup
 WORK_SUFFIX = ".offsite.partial"
 VERIFY_MODES = ("head", "download")
-METRICS_PREFIX = "stackops_pg_backup_offsite"
-METRIC_HELP = {
-    "last_success_timestamp_seconds": "Unix time of the last off-site sync that uploaded and verified every copy.",
-    "last_run_success": "1 if the last off-site sync succeeded, else 0.",
-    "last_run_timestamp_seconds": "Unix time the last off-site sync finished, successful or not.",
-    "last_duration_seconds": "Seconds the last off-site sync took (encrypt, upload, verify, remote retention).",
-    "last_uploaded_bytes": "Encrypted bytes the last off-site sync uploaded.",
-    "remote_count": "Complete encrypted backups in the bucket after the last successful sync.",
-}
 
 OFFSITE_OPTIONS = {
     "database": (str, None),
@@ -282,77 +280,6 @@ def object_keys(remote):
     return [key for key in keys if key]
 
 
-# --------------------------------------------------------------------------- age
-
-
-def find_age(params, name="age"):
-    path = params.get("age_path") or shutil.which(name) or f"/usr/bin/{name}"
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        raise OffsiteError(f"{name} not found at {path}: install the Debian package age or set age_path")
-    return path
-
-
-def _age_failure(proc_stderr, what):
-    text = (proc_stderr or b"").decode("utf-8", "replace").strip()
-    if "no identity matched" in text:
-        return OffsiteError(f"{what}: the age identity does not match the recipients of this backup ({text})")
-    if "failed to decrypt" in text or "header" in text or "authenticate" in text:
-        return OffsiteError(f"{what}: the object is damaged or was tampered with, age refused it ({text})")
-    return OffsiteError(f"{what}: age failed: {text}")
-
-
-def encrypt(params, source, out_path, is_dir):
-    """Encrypt a file, or a directory as an uncompressed tar stream, to ``out_path`` (0600)."""
-    argv = [find_age(params)]
-    for recipient in params["recipients"]:
-        argv.extend(["-r", recipient])
-    argv.extend(["-o", out_path])
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
-    if not is_dir:
-        proc = subprocess.run([*argv, source], capture_output=True, check=False)
-        if proc.returncode != 0:
-            raise _age_failure(proc.stderr, f"encrypting {source}")
-        return
-    proc = subprocess.Popen([*argv, "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        with tarfile.open(fileobj=proc.stdin, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            tar.add(source, arcname=os.path.basename(source), recursive=True)
-        proc.stdin.close()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    stderr = proc.stderr.read()
-    if proc.wait() != 0:
-        raise _age_failure(stderr, f"encrypting {source}")
-
-
-def decrypt_file(params, source, out_path, what):
-    argv = [find_age(params), "-d", "-i", params["identity_file"], "-o", out_path, source]
-    proc = subprocess.run(argv, capture_output=True, check=False)
-    if proc.returncode != 0:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(out_path)
-        raise _age_failure(proc.stderr, what)
-
-
-def safe_extract(tar_path, dest, name):
-    """Extract a directory backup's tar: regular files and directories under ``name/`` only."""
-    with tarfile.open(tar_path, mode="r:") as tar:
-        members = tar.getmembers()
-        for member in members:
-            parts = member.name.split("/")
-            if parts[0] != name or ".." in parts or member.name.startswith("/"):
-                raise OffsiteError(f"directory backup {name} holds an unexpected path {member.name!r}: refusing")
-            if not (member.isfile() or member.isdir()):
-                raise OffsiteError(f"directory backup {name} holds a link or device {member.name!r}: refusing")
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, members=members, filter="data")
-        else:  # pragma: no cover - Pythons without PEP 706; members were checked above
-            tar.extractall(dest, members=members)  # noqa: S202
-
-
 # --------------------------------------------------------------------------- upload
 
 
@@ -517,172 +444,6 @@ def _remote_plan(remote, policy, now, protect):
     return backup_retention.select(
         remote, policy, now=now, protect=protect, moment=lambda item: core.parse_timestamp(item["timestamp"])
     )
-
-
-# --------------------------------------------------------------------------- download
-
-
-def fetch_backup(params, source, dest_dir):
-    """Download, decrypt and verify a remote backup into ``dest_dir``; change nothing else.
-
-    ``source``: ``latest`` (newest complete remote backup) or a backup name. Returns
-    ``(path, manifest)`` of the verified plaintext copy; raises OffsiteError before any restore.
-    """
-    params = check_offsite_params(params, need="download")
-    if not os.path.isfile(params["identity_file"]):
-        raise OffsiteError(f"identity_file {params['identity_file']} does not exist")
-    client = make_client(params)
-    remote = [item for item in list_remote(client, params) if item["good"]]
-    if not remote:
-        raise OffsiteError(
-            f"no complete off-site backup of {params['database']} in {params['bucket']}/{remote_dir(params)}"
-        )
-    if source == "latest":
-        chosen = remote[0]
-    else:
-        chosen = next((item for item in remote if item["name"] == source), None)
-        if chosen is None:
-            raise OffsiteError(
-                f"off-site backup {source!r} is not in {params['bucket']}/{remote_dir(params)} "
-                f"(newest: {remote[0]['name']})"
-            )
-    name = chosen["name"]
-    manifest_path = os.path.join(dest_dir, core.manifest_name(name))
-    _download_decrypt(client, params, chosen["manifest"], manifest_path, dest_dir)
-    manifest = core.read_manifest(manifest_path)
-    if manifest is None or manifest.get("name") != name:
-        raise OffsiteError(f"off-site manifest of {name} does not describe {name}: refusing")
-    path = os.path.join(dest_dir, name)
-    if chosen["format"] == "directory":
-        tar_path = os.path.join(dest_dir, f".{name}.tar")
-        _download_decrypt(client, params, chosen["data"], tar_path, dest_dir)
-        try:
-            safe_extract(tar_path, dest_dir, name)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tar_path)
-    else:
-        _download_decrypt(client, params, chosen["data"], path, dest_dir)
-    for key in chosen["companions"]:
-        plain = os.path.basename(key)[: -len(".age")]
-        _download_decrypt(client, params, key, os.path.join(dest_dir, plain), dest_dir)
-    try:
-        core.verify_against_manifest(path, manifest)
-    except core.PgBackupError as exc:
-        raise OffsiteError(f"off-site backup {name} failed verification after decryption: {exc}") from None
-    return path, manifest
-
-
-@contextlib.contextmanager
-def fetched(params, source="latest", work_root=None, identity=None):
-    """Context manager: a verified plaintext copy of a remote backup in a private temporary directory.
-
-    ``identity``: the age identity text (vaulted); it is written to a 0600 file in that directory and
-    given to age by path. Yields ``(path, manifest)``; everything is removed on exit.
-    """
-    if work_root and not os.path.isdir(work_root):
-        raise OffsiteError(f"download directory {work_root} does not exist: create it or choose another")
-    work = tempfile.mkdtemp(prefix=".offsite-restore-", dir=work_root)
-    try:
-        params = dict(params)
-        if identity:
-            key_path = os.path.join(work, ".identity")
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(identity.strip() + "\n")
-            params["identity_file"] = key_path
-        yield fetch_backup(params, source, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _download_decrypt(client, params, key, out_path, dest_dir):
-    cipher = os.path.join(dest_dir, f".{os.path.basename(key)}{WORK_SUFFIX}")
-    digest = hashlib.sha256()
-    try:
-        with open(cipher, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-
-            def sink(chunk):
-                digest.update(chunk)
-                handle.write(chunk)
-
-            try:
-                headers = client.get(key, sink)
-            except S3Error as exc:
-                raise OffsiteError(f"download of {params['bucket']}/{key} failed: {exc}") from None
-        stored = headers.get(f"x-amz-meta-{META_SHA256}")
-        if stored != digest.hexdigest():
-            raise OffsiteError(
-                f"{params['bucket']}/{key} is damaged or was tampered with: sha256 {digest.hexdigest()} "
-                f"is not the {stored} recorded at upload; refusing"
-            )
-        decrypt_file(params, cipher, out_path, f"decrypting {params['bucket']}/{key}")
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(cipher)
-
-
-# --------------------------------------------------------------------------- state and metrics
-
-
-def state_path(params):
-    return os.path.join(params["backup_dir"], params["database"], STATE_FILE)
-
-
-def read_state(params):
-    return core.read_manifest(state_path(params)) or {}
-
-
-def record_run(params, success, result=None, error=None, now=None):
-    """Remember the outcome for the metrics (written later by ExecStopPost as root)."""
-    state = read_state(params)
-    moment = (now or core.utc_now()).timestamp()
-    state["last_run_timestamp_seconds"] = moment
-    state["last_run_success"] = 1 if success else 0
-    state["error"] = None if success else str(error)
-    if success:
-        state["last_success_timestamp_seconds"] = moment
-        state["last_duration_seconds"] = (result or {}).get("duration", 0)
-        state["last_uploaded_bytes"] = (result or {}).get("uploaded_bytes", 0)
-        state["remote_count"] = (result or {}).get("remote_count", 0)
-    final = state_path(params)
-    tmp = final + ".tmp"
-    core.write_json_file(tmp, state)
-    os.replace(tmp, final)
-    return state
-
-
-def render_metrics(database, state):
-    labels = f'{{database="{core.escape_label_value(database)}"}}'
-    lines = []
-    for key, help_text in METRIC_HELP.items():
-        value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        name = f"{METRICS_PREFIX}_{key}"
-        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name}{labels} {value!r}"])
-    return "\n".join(lines) + "\n"
-
-
-def write_metrics(metrics_dir, params):
-    """Write ``<metrics_dir>/stackops_pg_backup_offsite_<database>.prom`` atomically from the state file."""
-    name = f"{METRICS_PREFIX}_{params['database']}.prom"
-    text = render_metrics(params["database"], read_state(params))
-    os.makedirs(metrics_dir, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=metrics_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), 0o644)
-        os.replace(tmp, os.path.join(metrics_dir, name))
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return os.path.join(metrics_dir, name)
 
 
 def run_sync(params, check_mode=False):

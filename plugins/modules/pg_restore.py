@@ -222,10 +222,10 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite import (
-    fetched,
     offsite_argument_spec,
     remote_dir,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_fetch import fetched
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import (
     PgBackupError,
     postgres_connection_spec,

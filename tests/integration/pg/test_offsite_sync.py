@@ -19,10 +19,18 @@ import pytest
 from s3_helpers import age_key
 
 from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite as offsite
+from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite_fetch as fetch_mod
 from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as core
 
 MODULE_UTILS = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
-INSTALLED = ("pg_backup_core.py", "backup_retention.py", "backup_offsite.py", "backup_s3.py")
+INSTALLED = (
+    "pg_backup_core.py",
+    "backup_retention.py",
+    "backup_offsite.py",
+    "backup_offsite_metrics.py",
+    "backup_age.py",
+    "backup_s3.py",
+)
 
 
 def standin_backup(db_dir: Path, when: datetime.datetime, payload: bytes = b"PGDMP STANDIN", directory=False) -> str:
@@ -138,7 +146,7 @@ def test_multipart_upload_verify_download_and_directory_round_trip(setup):
     restore_root = setup["tmp"] / "restore"
     restore_root.mkdir()
     fetch = {**params, "identity_file": None}
-    with offsite.fetched(fetch, "latest", work_root=str(restore_root), identity=setup["key"].identity) as (path, man):
+    with fetch_mod.fetched(fetch, "latest", work_root=str(restore_root), identity=setup["key"].identity) as (path, man):
         assert os.path.basename(path) == name and man["sha256"] == core.hash_backup(str(local))[0]
         assert sorted(os.listdir(path)) == ["3001.dat.gz", "toc.dat"]
         assert Path(path, "3001.dat.gz").read_bytes() == payload * 3
@@ -151,7 +159,7 @@ def test_unknown_remote_backup_name_is_refused(setup):
     fetch = {**setup["params"], "identity_file": str(setup["key"].identity_file)}
     with (
         pytest.raises(offsite.OffsiteError, match=r"off-site backup 'app_20200101T000000Z\.dump' is not in"),
-        offsite.fetched(fetch, "app_20200101T000000Z.dump", work_root=str(setup["tmp"])),
+        fetch_mod.fetched(fetch, "app_20200101T000000Z.dump", work_root=str(setup["tmp"])),
     ):
         pass
 

@@ -18,7 +18,7 @@ import pytest
 from pg_helpers import failure_message, free_port, module_play, qi
 from s3_helpers import ACCESS_KEY, SECRET_KEY, age_key
 
-from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite
+from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite_metrics as offsite_metrics
 from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as core
 
 AGE_MAGIC = b"age-encryption.org/v1"
@@ -152,7 +152,7 @@ def test_unreachable_endpoint_fails_the_upload_and_keeps_the_local_backup(
     local = core.list_backups(str(backup_root / offsite_db), offsite_db)
     assert len(local) == 1
     core.verify_against_manifest(local[0]["path"], core.read_manifest(local[0]["manifest_path"]))
-    state = backup_offsite.read_state({"backup_dir": str(backup_root), "database": offsite_db})
+    state = offsite_metrics.read_state({"backup_dir": str(backup_root), "database": offsite_db})
     assert state["last_run_success"] == 0 and "cannot reach S3 endpoint" in state["error"]
     assert "last_success_timestamp_seconds" not in state
 

@@ -12,7 +12,9 @@ import json
 
 import pytest
 
+from ansible_collections.stackops.platform.plugins.module_utils import backup_age
 from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite as offsite
+from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite_metrics as offsite_metrics
 from ansible_collections.stackops.platform.plugins.module_utils import backup_s3 as s3
 
 EXAMPLE_CREDS = {"access_key": "AKIAIOSFODNN7EXAMPLE", "secret_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
@@ -143,16 +145,16 @@ def test_credentials_come_from_the_file_when_not_given(tmp_path):
     ],
 )
 def test_age_errors_are_explained(stderr, message):
-    assert message in str(offsite._age_failure(stderr, "decrypting x"))
+    assert message in str(backup_age.age_failure(stderr, "decrypting x"))
 
 
 def test_metrics_render_the_recorded_state(tmp_path):
     params = offsite.check_offsite_params({**BASE, "backup_dir": str(tmp_path)})
     (tmp_path / "app").mkdir()
     now = datetime.datetime(2026, 2, 20, tzinfo=datetime.UTC)
-    offsite.record_run(params, True, {"duration": 3.5, "uploaded_bytes": 10, "remote_count": 4}, now=now)
-    offsite.record_run(params, False, error="cannot reach S3 endpoint", now=now + datetime.timedelta(days=1))
-    path = offsite.write_metrics(str(tmp_path / "metrics"), params)
+    offsite_metrics.record_run(params, True, {"duration": 3.5, "uploaded_bytes": 10, "remote_count": 4}, now=now)
+    offsite_metrics.record_run(params, False, error="cannot reach S3 endpoint", now=now + datetime.timedelta(days=1))
+    path = offsite_metrics.write_metrics(str(tmp_path / "metrics"), params)
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     assert f'stackops_pg_backup_offsite_last_success_timestamp_seconds{{database="app"}} {now.timestamp()!r}' in text

@@ -52,7 +52,8 @@ from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manife
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_metrics import write_backup_metrics
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_retention import (
     delete_backup,
-    select_prune,
+    retention_plan,
+    retention_policy,
 )
 from ansible_collections.stackops.platform.plugins.module_utils.pg_cli import unit_main
 from ansible_collections.stackops.platform.plugins.module_utils.pg_client import (
@@ -81,6 +82,9 @@ BACKUP_OPTIONS = {
     "pg_dump_path": (str, None),
     "keep_last": (int, None),
     "keep_days": (int, None),
+    "keep_daily": (int, None),
+    "keep_weekly": (int, None),
+    "keep_monthly": (int, None),
     "verify": (bool, True),
     "row_counts": (bool, True),
     "globals": (bool, True),
@@ -100,9 +104,7 @@ def check_backup_params(params):
         raise PgBackupError(f"jobs={params['jobs']} needs format=directory (pg_dump dumps in parallel only then)")
     if params["compress"] is not None and not 0 <= params["compress"] <= 9:
         raise PgBackupError(f"compress must be between 0 and 9, got {params['compress']}")
-    for key in ("keep_last", "keep_days"):
-        if params[key] is not None and params[key] < 1:
-            raise PgBackupError(f"{key} must be 1 or more (or unset to keep everything), got {params[key]}")
+    retention_policy(params)
     if not os.path.isdir(params["backup_dir"]):
         raise PgBackupError(f"backup_dir {params['backup_dir']} does not exist or is not a directory: create it first")
     return params
@@ -173,13 +175,14 @@ def plan_backup(params, now=None):
         name = backup_name(params["database"], format_timestamp(now), params["format"])
     existing = list_backups(db_dir, params["database"])
     future = [{"name": name, "timestamp": format_timestamp(now)}, *(b for b in existing if b["name"] != name)]
-    prune = select_prune(future, params["keep_last"], params["keep_days"], now=now, protect={name})
+    retention = retention_plan(future, params, now=now, protect={name})
     path = os.path.join(db_dir, name)
     return {
         "changed": True,
         "path": path,
         "manifest_path": path + MANIFEST_SUFFIX,
-        "pruned": [item["path"] for item in prune],
+        "pruned": [os.path.join(db_dir, item["name"]) for item in retention["delete"]],
+        "kept": retention["keep"],
         "backups_before": [item["name"] for item in existing],
     }
 
@@ -307,9 +310,9 @@ def run_backup(params):
         after = list_backups(db_dir, params["database"])
         if not any(item["name"] == name for item in after):
             raise PgBackupError(f"backup {final} was written but is not listed as complete; nothing was pruned")
-        prune = select_prune(after, params["keep_last"], params["keep_days"], protect={name})
+        retention = retention_plan(after, params, protect={name})
         pruned = []
-        for item in prune:
+        for item in retention["delete"]:
             delete_backup(item)
             pruned.append(item["path"])
 
@@ -324,6 +327,7 @@ def run_backup(params):
         "sha256": sha,
         "duration": round(time.monotonic() - clock, 3),
         "pruned": pruned,
+        "kept": retention["keep"],
         "stale_removed": stale,
         "backups_before": [item["name"] for item in before],
         "backups_after": [item["name"] for item in after if item["path"] not in pruned],

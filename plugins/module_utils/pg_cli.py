@@ -19,7 +19,7 @@ from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manife
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_metrics import run_result_from
 
 
-def _terminate(signum, frame):
+def terminate_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
@@ -47,7 +47,7 @@ def unit_main(argv, *, tool, what, description, metrics_file, run, check, write_
     if args.run_result and args.write_metrics is None:
         parser.error("--run-result only goes with --write-metrics")
     # systemd stops with SIGTERM: unwind through the cleanup paths instead of dying mid-write.
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate_on_signal)
     try:
         with open(args.config, encoding="utf-8") as handle:
             params = json.load(handle)

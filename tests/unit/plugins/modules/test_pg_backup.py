@@ -41,7 +41,7 @@ GOOD = (
 
 def test_argument_spec_matches_core_options():
     spec = pg_backup.argument_spec()
-    assert set(spec) == set(BACKUP_OPTIONS)
+    assert set(spec) == set(BACKUP_OPTIONS) | {"offsite"}
     assert spec["password"]["no_log"] is True
     for key, (_kind, default) in BACKUP_OPTIONS.items():
         assert spec[key].get("default") == default, key

@@ -20,7 +20,7 @@ def run_module(capsys, args):
 
 def test_argument_spec_matches_core_options():
     spec = pg_restore.argument_spec()
-    assert set(spec) == set(RESTORE_OPTIONS)
+    assert set(spec) == set(RESTORE_OPTIONS) | {"offsite", "offsite_identity", "offsite_identity_file", "download_dir"}
     assert spec["password"]["no_log"] is True
     for key, (_kind, default) in RESTORE_OPTIONS.items():
         assert spec[key].get("default") == default, key

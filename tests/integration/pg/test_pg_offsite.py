@@ -19,7 +19,7 @@ from pg_helpers import failure_message, free_port, module_play, qi
 from s3_helpers import ACCESS_KEY, SECRET_KEY, age_key
 
 from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite_metrics as offsite_metrics
-from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as core
+from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_manifest as core
 
 AGE_MAGIC = b"age-encryption.org/v1"
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -69,11 +69,13 @@ def test_backup_upload_delete_local_restore_from_remote(
     assert result["offsite"]["uploaded"] == [result["name"]]
     objects = bucket.objects()
     prefix = f"ci/{offsite_db}/{result['name']}"
-    assert set(objects) == {prefix + ".age", prefix + ".manifest.json.age"}
+    # The dump, the globals file (pg_dumpall --globals-only) and the manifest, uploaded last.
+    assert set(objects) == {prefix + ".age", prefix + ".globals.sql.age", prefix + ".manifest.json.age"}
     for data in objects.values():
-        # The bucket holds no plaintext: every object is an age file, neither the dump nor the manifest.
+        # The bucket holds no plaintext: every object is an age file, neither dump, globals nor manifest.
         assert data.startswith(AGE_MAGIC)
         assert b"PGDMP" not in data and result["sha256"].encode() not in data and b"pgbench_accounts" not in data
+        assert b"CREATE ROLE" not in data
 
     before = pg_cluster.fingerprint(offsite_db)
     shutil.rmtree(backup_root / offsite_db)

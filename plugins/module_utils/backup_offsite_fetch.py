@@ -59,6 +59,7 @@ def fetch_backup(params, source, dest_dir):
     manifest = core.read_manifest(manifest_path)
     if manifest is None or manifest.get("name") != name:
         raise OffsiteError(f"off-site manifest of {name} does not describe {name}: refusing")
+    _check_companions(params, chosen, manifest)
     path = os.path.join(dest_dir, name)
     if chosen["format"] == "directory":
         tar_path = os.path.join(dest_dir, f".{name}.tar")
@@ -78,6 +79,22 @@ def fetch_backup(params, source, dest_dir):
     except core.PgBackupError as exc:
         raise OffsiteError(f"off-site backup {name} failed verification after decryption: {exc}") from None
     return path, manifest
+
+
+def _check_companions(params, chosen, manifest):
+    """Refuse before the dump is downloaded when the manifest records a globals file the bucket lacks.
+
+    The globals file is downloaded, decrypted and checked against the manifest's sha256 with the dump
+    (``verify_against_manifest``); a restore that applies it gets the verified copy beside the dump.
+    """
+    if not manifest.get("globals"):
+        return
+    wanted = core.globals_name(chosen["name"]) + ".age"
+    if not any(os.path.basename(key) == wanted for key in chosen["companions"]):
+        raise OffsiteError(
+            f"off-site backup {chosen['name']} is incomplete: its manifest records the globals file "
+            f"{core.globals_name(chosen['name'])} but {params['bucket']}/{remote_dir(params)} has no {wanted}; refusing"
+        )
 
 
 @contextlib.contextmanager

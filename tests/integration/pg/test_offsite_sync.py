@@ -8,6 +8,7 @@ directory format's tar round trip.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import subprocess
@@ -139,6 +140,46 @@ def test_multipart_upload_verify_download_and_directory_round_trip(setup):
         assert os.path.basename(path) == name and man["sha256"] == core.hash_backup(str(local))[0]
         assert sorted(os.listdir(path)) == ["3001.dat.gz", "toc.dat"]
         assert Path(path, "3001.dat.gz").read_bytes() == payload * 3
+    assert list(restore_root.iterdir()) == []
+
+
+def test_remote_restore_downloads_and_verifies_the_globals_the_manifest_records(setup):
+    """The globals file comes back verified beside the dump; a bucket without it, or with another one, is refused."""
+    name = standin_backup(setup["db_dir"], core.utc_now())
+    globals_sql = b"CREATE ROLE app_reader;\n"
+    (setup["db_dir"] / core.globals_name(name)).write_bytes(globals_sql)
+    manifest_path = setup["db_dir"] / core.manifest_name(name)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["globals"] = {"sha256": hashlib.sha256(globals_sql).hexdigest(), "size": len(globals_sql)}
+    manifest_path.write_text(json.dumps(manifest))
+    offsite.sync(setup["params"])
+    fetch = {**setup["params"], "identity_file": str(setup["key"].identity_file)}
+    restore_root = setup["tmp"] / "restore"
+    restore_root.mkdir()
+    with fetch_mod.fetched(fetch, "latest", work_root=str(restore_root)) as (path, man):
+        assert Path(core.globals_name(path)).read_bytes() == globals_sql
+        assert core.verify_globals(path, man) == core.globals_name(path)
+    assert list(restore_root.iterdir()) == []
+
+    checked = offsite.check_offsite_params(setup["params"])
+    client = offsite.make_client(checked)
+    globals_key = f"ci/app/{core.globals_name(name)}.age"
+    wrong = setup["tmp"] / "other.globals.sql"
+    wrong.write_bytes(b"CREATE ROLE intruder SUPERUSER;\n")
+    swapped = setup["tmp"] / "other.globals.sql.age"
+    subprocess.run(["age", "-r", setup["key"].recipient, "-o", str(swapped), str(wrong)], check=True)
+    client.put_file(globals_key, str(swapped), {"sha256": hashlib.sha256(swapped.read_bytes()).hexdigest()})
+    with (
+        pytest.raises(offsite.OffsiteError, match=r"failed verification after decryption: .*globals\.sql: sha256"),
+        fetch_mod.fetched(fetch, "latest", work_root=str(restore_root)),
+    ):
+        pass
+    client.delete(globals_key)
+    with (
+        pytest.raises(offsite.OffsiteError, match=r"incomplete: its manifest records the globals file .* has no"),
+        fetch_mod.fetched(fetch, "latest", work_root=str(restore_root)),
+    ):
+        pass
     assert list(restore_root.iterdir()) == []
 
 

@@ -18,12 +18,14 @@ import tempfile
 
 from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_manifest as core
 from ansible_collections.stackops.platform.plugins.module_utils.backup_age import decrypt_file, safe_extract
-from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite import (
-    WORK_SUFFIX,
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_params import (
     OffsiteError,
     check_offsite_params,
-    list_remote,
     make_client,
+)
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_remote import (
+    WORK_SUFFIX,
+    list_remote,
     remote_dir,
 )
 from ansible_collections.stackops.platform.plugins.module_utils.backup_s3 import META_SHA256, S3Error

@@ -291,10 +291,8 @@ manifest:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite import (
-    offsite_argument_spec,
-    run_sync,
-)
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite import run_sync
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_params import offsite_argument_spec
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import (
     BACKUP_OPTIONS,
     plan_backup,

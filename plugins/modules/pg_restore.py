@@ -242,11 +242,9 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite import (
-    offsite_argument_spec,
-    remote_dir,
-)
 from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_fetch import fetched
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_params import offsite_argument_spec
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_remote import remote_dir
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import PgBackupError
 from ansible_collections.stackops.platform.plugins.module_utils.pg_client import postgres_connection_spec
 from ansible_collections.stackops.platform.plugins.module_utils.pg_restore_core import (

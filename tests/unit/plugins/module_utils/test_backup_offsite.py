@@ -15,6 +15,7 @@ import pytest
 from ansible_collections.stackops.platform.plugins.module_utils import backup_age
 from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite as offsite
 from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite_metrics as offsite_metrics
+from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite_params as offsite_params
 from ansible_collections.stackops.platform.plugins.module_utils import backup_s3 as s3
 
 EXAMPLE_CREDS = {"access_key": "AKIAIOSFODNN7EXAMPLE", "secret_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
@@ -130,10 +131,11 @@ def test_credentials_come_from_the_file_when_not_given(tmp_path):
     params = offsite.check_offsite_params(
         {**BASE, "access_key": None, "secret_key": None, "credentials_file": str(creds)}
     )
-    assert offsite.load_credentials(params) == {"access_key": "FILEAK", "secret_key": "FILESK", "session_token": None}
+    expected = {"access_key": "FILEAK", "secret_key": "FILESK", "session_token": None}
+    assert offsite_params.load_credentials(params) == expected
     params["credentials_file"] = str(tmp_path / "missing.json")
     with pytest.raises(offsite.OffsiteError, match="cannot read off-site credentials_file"):
-        offsite.load_credentials(params)
+        offsite_params.load_credentials(params)
 
 
 @pytest.mark.parametrize(

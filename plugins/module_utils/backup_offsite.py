@@ -32,14 +32,10 @@ The backup unit runs ``python3 -m ansible_collections.stackops.platform.plugins.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
-import json
 import os
 import shutil
-import signal
-import sys
 import tempfile
 import time
 
@@ -62,7 +58,7 @@ from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_r
 )
 from ansible_collections.stackops.platform.plugins.module_utils.backup_s3 import META_SHA256, S3Error
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import HolderLock
-from ansible_collections.stackops.platform.plugins.module_utils.pg_cli import terminate_on_signal
+from ansible_collections.stackops.platform.plugins.module_utils.pg_cli import unit_main
 
 LOCK_FILE = ".offsite.lock"
 WORK_PREFIX = ".offsite-work-"  # a private directory per sync; never matched by pg_backup's stale cleanup
@@ -249,29 +245,23 @@ def run_sync(params, check_mode=False):
 # --------------------------------------------------------------------------- script entry point
 
 
+def metrics_from_config(params, metrics_dir):
+    """The unit's ExecStopPost: the off-site metrics file from the state the sync recorded."""
+    return {"metrics_path": write_metrics(metrics_dir, check_offsite_params(params))}
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Encrypted off-site copy of stackops pg_backup backups.")
-    parser.add_argument("--config", required=True, help="JSON file with the off-site option names")
-    parser.add_argument("--check", action="store_true", help="only report what would be uploaded and deleted")
-    parser.add_argument("--write-metrics", metavar="DIR", help="no sync: write the off-site metrics file into DIR")
-    args = parser.parse_args(argv)
-    # systemd stops with SIGTERM: unwind through the cleanup paths (partial uploads are deleted).
-    signal.signal(signal.SIGTERM, terminate_on_signal)
-    try:
-        with open(args.config, encoding="utf-8") as handle:
-            params = json.load(handle)
-        if not isinstance(params, dict):
-            raise OffsiteError(f"config {args.config} must hold a JSON object of off-site options")
-        if args.write_metrics is not None:
-            checked = check_offsite_params(params)
-            result = {"metrics_path": write_metrics(args.write_metrics, checked)}
-        else:
-            result = run_sync(params, check_mode=args.check)
-    except (OSError, ValueError, core.PgBackupError) as exc:
-        sys.stderr.write(f"pg_backup offsite: {exc}\n")
-        return 1
-    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    return 0
+    return unit_main(
+        argv,
+        tool="pg_backup offsite",
+        what="off-site sync",
+        description="Encrypted off-site copy of stackops pg_backup backups.",
+        metrics_file="stackops_pg_backup_offsite_<database>.prom",
+        run=run_sync,
+        check=lambda params: run_sync(params, check_mode=True),
+        write_metrics=metrics_from_config,
+        run_result=False,
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import json
 from ansible_collections.stackops.platform.plugins.module_utils import backup_retention
 from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_manifest as core
 from ansible_collections.stackops.platform.plugins.module_utils.backup_s3 import S3Client, S3Error
+from ansible_collections.stackops.platform.plugins.module_utils.pg_client import normalize_params
 
 VERIFY_MODES = ("head", "download")
 
@@ -75,24 +76,7 @@ class OffsiteError(core.PgBackupError):
 
 def check_offsite_params(params, need=None):
     """Fill defaults and check values. ``need``: "upload" (recipients) or "download" (identity)."""
-    unknown = sorted(set(params) - set(OFFSITE_OPTIONS))
-    if unknown:
-        raise OffsiteError(f"unknown off-site option(s) {', '.join(unknown)}: valid are {', '.join(OFFSITE_OPTIONS)}")
-    result = {}
-    for key, (kind, default) in OFFSITE_OPTIONS.items():
-        value = params.get(key)
-        if value is None:
-            value = default
-        elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
-                raise OffsiteError(f"off-site {key} must be an integer, got {value!r}") from None
-        elif kind is list and not isinstance(value, list):
-            raise OffsiteError(f"off-site {key} must be a list, got {value!r}")
-        elif kind is str:
-            value = str(value)
-        result[key] = value
+    result = normalize_params(params, OFFSITE_OPTIONS, error=OffsiteError, what="off-site ")
     core.validate_database_name(result["database"])
     if not result["backup_dir"] and need != "download":
         raise OffsiteError("off-site backup_dir is required: the directory pg_backup writes to")

@@ -23,10 +23,12 @@ def terminate_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def unit_main(argv, *, tool, what, description, metrics_file, run, check, write_metrics):
+def unit_main(argv, *, tool, what, description, metrics_file, run, check, write_metrics, run_result=True):
     """Parse ``argv`` and call ``run(params)``, ``check(params)`` or ``write_metrics(params, dir, success)``.
 
     ``tool`` prefixes error lines (``pg_backup: ...``); ``what`` names the run (backup, restore drill).
+    ``run_result=False``: the metrics come from a state file the run wrote, so ``write_metrics(params, dir)``
+    needs no run result (no ``--run-result``, no SERVICE_RESULT).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help=f"JSON file with the {tool} option names")
@@ -36,15 +38,16 @@ def unit_main(argv, *, tool, what, description, metrics_file, run, check, write_
         metavar="DIR",
         help=f"no {what}: write DIR/{metrics_file} for node exporter's textfile collector",
     )
-    parser.add_argument(
-        "--run-result",
-        choices=("success", "failure"),
-        help=f"result of the {what} run for --write-metrics (default: $SERVICE_RESULT, set by systemd)",
-    )
+    if run_result:
+        parser.add_argument(
+            "--run-result",
+            choices=("success", "failure"),
+            help=f"result of the {what} run for --write-metrics (default: $SERVICE_RESULT, set by systemd)",
+        )
     args = parser.parse_args(argv)
     if args.write_metrics is not None and args.check:
         parser.error("--check and --write-metrics cannot be combined")
-    if args.run_result and args.write_metrics is None:
+    if run_result and args.run_result and args.write_metrics is None:
         parser.error("--run-result only goes with --write-metrics")
     # systemd stops with SIGTERM: unwind through the cleanup paths instead of dying mid-write.
     signal.signal(signal.SIGTERM, terminate_on_signal)
@@ -53,7 +56,9 @@ def unit_main(argv, *, tool, what, description, metrics_file, run, check, write_
             params = json.load(handle)
         if not isinstance(params, dict):
             raise PgBackupError(f"config {args.config} must hold a JSON object of {tool} options")
-        if args.write_metrics is not None:
+        if args.write_metrics is not None and not run_result:
+            result = write_metrics(params, args.write_metrics)
+        elif args.write_metrics is not None:
             result = write_metrics(params, args.write_metrics, run_result_from(args.run_result, what=what))
         else:
             result = check(params) if args.check else run(params)

@@ -48,11 +48,14 @@ def postgres_connection_spec():
 # --------------------------------------------------------------------------- parameters and tools
 
 
-def normalize_params(params, options):
-    """Fill defaults, check types and values; raise PgBackupError naming the bad value."""
+def normalize_params(params, options, error=PgBackupError, what=""):
+    """Fill defaults, check types and values; raise ``error`` naming the bad value.
+
+    ``what`` prefixes option names in messages (``"off-site "``).
+    """
     unknown = sorted(set(params) - set(options))
     if unknown:
-        raise PgBackupError(f"unknown option(s) {', '.join(unknown)}: valid options are {', '.join(sorted(options))}")
+        raise error(f"unknown {what}option(s) {', '.join(unknown)}: valid options are {', '.join(sorted(options))}")
     result = {}
     for key, (kind, default) in options.items():
         value = params.get(key)
@@ -62,14 +65,16 @@ def normalize_params(params, options):
             try:
                 value = int(value)
             except (TypeError, ValueError):
-                raise PgBackupError(f"{key} must be an integer, got {value!r}") from None
+                raise error(f"{what}{key} must be an integer, got {value!r}") from None
         elif kind is float and not isinstance(value, bool):
             try:
                 value = float(value)
             except (TypeError, ValueError):
-                raise PgBackupError(f"{key} must be a number, got {value!r}") from None
+                raise error(f"{what}{key} must be a number, got {value!r}") from None
         elif kind is bool and not isinstance(value, bool):
-            raise PgBackupError(f"{key} must be true or false, got {value!r}")
+            raise error(f"{what}{key} must be true or false, got {value!r}")
+        elif kind is list and not isinstance(value, list):
+            raise error(f"{what}{key} must be a list, got {value!r}")
         elif kind is str:
             value = str(value)
         result[key] = value

@@ -75,6 +75,8 @@ def normalize_params(params, options, error=PgBackupError, what=""):
             raise error(f"{what}{key} must be true or false, got {value!r}")
         elif kind is list and not isinstance(value, list):
             raise error(f"{what}{key} must be a list, got {value!r}")
+        elif kind is dict and not isinstance(value, dict):
+            raise error(f"{what}{key} must be a mapping, got {value!r}")
         elif kind is str:
             value = str(value)
         result[key] = value

@@ -24,6 +24,9 @@ import datetime
 import os
 import time
 
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_fetch import fetched
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_params import check_offsite_params
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_remote import remote_dir
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import atomic_write_json
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import (
     PgBackupError,
@@ -64,6 +67,10 @@ DRILL_OPTIONS = {
     "pg_restore_path": (str, None),
     # The scratch copy may use at most this share of the free space of the cluster's filesystem.
     "max_disk_share": (float, 0.5),
+    # Drill a copy in the off-site bucket instead (backup_offsite options plus identity_file), downloaded,
+    # checked and decrypted into a private directory under download_dir (default: the system's temp dir).
+    "offsite": (dict, None),
+    "download_dir": (str, None),
 }
 STATE_FILE = ".drill-state.json"
 # Reported size of a restored database relative to its dump when the live database cannot be measured.
@@ -103,20 +110,35 @@ def scratch_name(database, now=None):
     return name_with_suffix(database, "_drill_" + (now or utc_now()).strftime("%Y%m%d%H%M%S"))
 
 
+@contextlib.contextmanager
 def resolve_drill_source(params):
-    """The backup a drill restores: ``{"path", "manifest_path", "manifest", "origin"}``.
+    """Context manager: the backup a drill restores, ``{"path", "manifest_path", "manifest", "origin"}``.
 
-    Only local backups today (the newest complete one for ``source=latest``, or a path). A remote copy would
-    be fetched, decrypted and checked here and returned with its local path; nothing after this cares where
-    the backup came from.
+    Local (the newest complete backup for ``source=latest``, or a path), or with ``offsite`` a copy in the
+    bucket (``latest`` or a backup name) fetched, sha256-checked, decrypted and verified against its manifest
+    the way pg_restore does (backup_offsite_fetch.fetched); the copy is removed on exit. Nothing after this
+    cares where the backup came from.
     """
+    if params.get("offsite"):
+        remote = {**params["offsite"], "database": params["database"], "backup_dir": params["backup_dir"]}
+        with contextlib.ExitStack() as stack:
+            try:
+                path, manifest = stack.enter_context(fetched(remote, params["source"], params.get("download_dir")))
+                folder = remote_dir(check_offsite_params(remote))
+            except PgBackupError as exc:
+                raise PgBackupError(
+                    f"no off-site backup available for a restore drill of {params['database']}: {exc}"
+                ) from None
+            origin = f"offsite:{remote['bucket']}/{folder}{os.path.basename(path)}"
+            yield {"path": path, "manifest_path": None, "manifest": manifest, "origin": origin}
+        return
     try:
         path, manifest_path, manifest = resolve_source(
             {"source": params["source"], "backup_dir": params["backup_dir"], "database": params["database"]}
         )
     except PgBackupError as exc:
         raise PgBackupError(f"no backup available for a restore drill of {params['database']}: {exc}") from None
-    return {"path": path, "manifest_path": manifest_path, "manifest": manifest, "origin": "local"}
+    yield {"path": path, "manifest_path": manifest_path, "manifest": manifest, "origin": "local"}
 
 
 def expected_counts(source):
@@ -179,7 +201,11 @@ def _estimate_and_free(restorer, params, source):
 def run_drill(params, restorer=None, now=None, check_mode=False):
     """Restore the newest backup into a scratch database, compare row counts, drop it. Returns the result."""
     params = check_drill_params(params)
-    source = resolve_drill_source(params)
+    with resolve_drill_source(params) as source:
+        return _drill(params, source, restorer, now, check_mode)
+
+
+def _drill(params, source, restorer, now, check_mode):
     expected = expected_counts(source)
     verify_against_manifest(source["path"], source["manifest"])
     restorer = restorer or Restorer(params)

@@ -10,9 +10,10 @@ from conftest import METRICS_DIR, admin_sql, play, read_metrics, run_oneshot
 
 BACKUP_DIR = "/var/backups/postgresql"
 PACKAGE_DIR = "/usr/local/lib/stackops/ansible_collections/stackops/platform/plugins/module_utils"
-MODULES = ["backup_age", "backup_offsite", "backup_offsite_metrics", "backup_offsite_params", "backup_offsite_remote",
-           "backup_retention", "backup_s3", "file_primitives", "pg_backup_core", "pg_backup_manifest",
-           "pg_backup_metrics", "pg_backup_retention", "pg_cli", "pg_client", "pg_drill_core", "pg_restore_core"]
+MODULES = ["backup_age", "backup_offsite", "backup_offsite_fetch", "backup_offsite_metrics", "backup_offsite_params",
+           "backup_offsite_remote", "backup_retention", "backup_s3", "file_primitives", "pg_backup_core",
+           "pg_backup_manifest", "pg_backup_metrics", "pg_backup_retention", "pg_cli", "pg_client", "pg_drill_core",
+           "pg_restore_core"]
 
 
 def drill_metrics(host, db):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pg_helpers import failure_message, free_port, module_play, qi
+from pg_helpers import PG_BIN, failure_message, free_port, install_like_the_role, installed_env, module_play, qi
 from s3_helpers import ACCESS_KEY, SECRET_KEY, age_key
 
 from ansible_collections.stackops.platform.plugins.module_utils import backup_offsite_metrics as offsite_metrics
@@ -189,3 +190,45 @@ def test_backup_playbook_passes_the_roles_offsite_settings(playbook, bucket, tmp
     assert result["invocation"]["module_args"]["offsite"]["secret_key"] != SECRET_KEY  # masked (no_log)
     assert SECRET_KEY not in json.dumps(run.results)
     assert list(backups.iterdir()) == [] and bucket.objects() == {}
+
+
+def test_restore_drill_of_the_remote_copy_from_the_installed_files(
+    playbook, pg_cluster, offsite_db, backup_root, bucket, tmp_path
+):
+    """The drill unit's program with ``offsite``: the bucket's copy is fetched, checked, decrypted, restored into a
+    scratch database, its row counts compared with the manifest's, and everything it downloaded is removed."""
+    key = age_key(tmp_path)
+    run = backup(playbook, pg_cluster, backup_root, offsite_db, bucket.options(recipients=[key.recipient]))
+    assert run.failed() == 0, failure_message(run)
+    made = run.task("backup")
+    counts = json.loads(Path(made["manifest_path"]).read_text())["row_counts"]
+    shutil.rmtree(backup_root / offsite_db)  # the drill has only the bucket to go on
+    (backup_root / offsite_db).mkdir()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    lib = install_like_the_role(tmp_path / "lib")
+    config = tmp_path / f"pg_drill-{offsite_db}.json"
+    config.write_text(json.dumps({
+        "database": offsite_db, "backup_dir": str(backup_root), "host": pg_cluster.host, "port": pg_cluster.port,
+        "user": pg_cluster.user, "bin_dir": str(PG_BIN), "download_dir": str(downloads),
+        "offsite": {**bucket.options(), "identity_file": str(key.identity_file)},
+    }))
+    before = pg_cluster.databases()
+    argv = [sys.executable, "-m", "ansible_collections.stackops.platform.plugins.module_utils.pg_drill_core",
+            "--config", str(config)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          env=installed_env(lib, PGPASSWORD=pg_cluster.password))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["origin"] == f"offsite:{bucket.bucket}/ci/{offsite_db}/{made['name']}"
+    assert result["rows_compared"] == sum(counts.values()) > 0 and result["scratch_dropped"] is True
+    assert pg_cluster.databases() == before and list(downloads.iterdir()) == []
+
+    # A wrong key: the drill fails naming the off-site refusal, creates no scratch database.
+    other = age_key(tmp_path, "other")
+    config.write_text(json.dumps({**json.loads(config.read_text()),
+                                  "offsite": {**bucket.options(), "identity_file": str(other.identity_file)}}))
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          env=installed_env(lib, PGPASSWORD=pg_cluster.password))
+    assert proc.returncode == 1 and "no off-site backup available for a restore drill" in proc.stderr
+    assert pg_cluster.databases() == before and list(downloads.iterdir()) == []

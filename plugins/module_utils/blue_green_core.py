@@ -21,15 +21,15 @@ they were (byte for byte).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
 import re
-import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import HolderLock, atomic_write
 
 COLORS = ("blue", "green")
 MODULE_NAME = "stackops.platform.blue_green"
@@ -291,33 +291,6 @@ def dump_state(state):
 # ---------------------------------------------------------------- files
 
 
-def atomic_write(path, content, mode=None):
-    """Replace path with content: temp file in the same directory, fsync, os.replace, fsync dir."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if mode is None:
-        try:
-            mode = os.stat(path).st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def restore_file(path, content):
     """Put back what was there before: the old content, or no file at all."""
     if read_text(path) == content:
@@ -329,33 +302,16 @@ def restore_file(path, content):
         atomic_write(path, content)
 
 
-class FileLock:
-    """Exclusive flock on ``<state_file>.lock``: one switch per app at a time."""
+def switch_lock(path, timeout=120.0):
+    """Exclusive lock on ``<state_file>.lock`` naming its holder: one switch per app at a time."""
 
-    def __init__(self, path, timeout=120.0):
-        self.path = path
-        self.timeout = timeout
-        self.fd = None
+    def busy(info):
+        return BlueGreenError(
+            f"another switch ({info.holder_text}) holds {path} for more than {timeout:.0f}s: "
+            "wait for it to finish and run again"
+        )
 
-    def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(self.fd)
-                    raise BlueGreenError(
-                        f"another switch holds {self.path} for more than {self.timeout:.0f}s: "
-                        "wait for it to finish and run again"
-                    ) from None
-                time.sleep(0.2)
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+    return HolderLock(path, timeout, busy=busy)
 
 
 # ---------------------------------------------------------------- HTTP
@@ -505,7 +461,7 @@ class Switcher:
             return self._execute_locked()
         state_dir = os.path.dirname(os.path.abspath(params["state_file"]))
         os.makedirs(state_dir, mode=0o755, exist_ok=True)
-        with FileLock(params["state_file"] + ".lock"):
+        with switch_lock(params["state_file"] + ".lock"):
             return self._execute_locked()
 
     def _done(self):

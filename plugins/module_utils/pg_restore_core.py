@@ -10,26 +10,32 @@ the previous database is kept as ``<db>_pre_restore_<timestamp>`` unless asked o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import time
 
-from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import (
-    CONNECTION_OPTIONS,
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import (
     MANIFEST_SUFFIX,
     PgBackupError,
-    connection_args,
     conninfo_dbname,
-    find_tool,
+    globals_name,
     list_backups,
-    normalize_params,
-    parse_archive_header,
     quote_ident,
     quote_literal,
     read_manifest,
-    run_tool,
     utc_now,
     validate_database_name,
     verify_against_manifest,
+)
+from ansible_collections.stackops.platform.plugins.module_utils.pg_client import (
+    CONNECTION_OPTIONS,
+    build_psql_argv,
+    connection_args,
+    find_tool,
+    normalize_params,
+    parse_archive_header,
+    run_tool,
 )
 
 MODES = ("new", "replace")
@@ -50,6 +56,7 @@ RESTORE_OPTIONS = {
     "maintenance_db": (str, "postgres"),
     **CONNECTION_OPTIONS,
     "pg_restore_path": (str, None),
+    "apply_globals": (bool, False),
 }
 
 USER_TABLES_SQL = (
@@ -110,23 +117,6 @@ def create_sql(name, like=None):
             f" LC_CTYPE {quote_literal(like['ctype'])} OWNER {quote_ident(like['owner'])}"
         )
     return sql + ";\n"
-
-
-def build_psql_argv(params, psql, dbname):
-    return [
-        psql,
-        "-X",
-        "-q",
-        "-A",
-        "-t",
-        "-v",
-        "ON_ERROR_STOP=1",
-        *connection_args(params),
-        "--no-password",
-        "--dbname=" + conninfo_dbname(dbname),
-        "-f",
-        "-",
-    ]
 
 
 def build_pg_restore_argv(params, pg_restore, dbname, source, single_transaction=False):
@@ -265,6 +255,7 @@ def plan_restore(params, restorer=None):
             f"database {target} already exists and is not empty ({relations} relations): "
             "use mode=replace to swap it for the restored copy (the current one is kept), or pick another target"
         )
+    globals_plan = plan_globals(restorer, path, manifest) if params["apply_globals"] else None
     names = restore_names(target)
     for key in ("scratch", "previous"):
         if restorer.database_info(names[key]) is not None:
@@ -282,6 +273,7 @@ def plan_restore(params, restorer=None):
         "target_info": info,
         "scratch": names["scratch"] if action != "restore_into_empty" else None,
         "previous": names["previous"] if action == "replace" else None,
+        "globals": globals_plan,
     }
 
 
@@ -298,6 +290,8 @@ def _result(plan, changed, **extra):
         "scratch": plan["scratch"],
         "previous": plan["previous"],
         "tables_expected": plan["tables_expected"],
+        "globals_path": plan["globals"]["path"] if plan["globals"] else None,
+        "roles_created": plan["globals"]["roles"] if plan["globals"] else [],
     }
     result.update(extra)
     return result
@@ -313,6 +307,8 @@ def run_restore(params, check_mode=False, restorer=None):
         return _result(plan, True, duration=round(time.monotonic() - clock, 3), tables_restored=None)
 
     target = plan["target"]
+    if plan["globals"]:
+        apply_globals(restorer, plan["globals"])
     if plan["action"] == "restore_into_empty":
         argv = build_pg_restore_argv(params, restorer.pg_restore, target, plan["source"], single_transaction=True)
         run_tool(argv, params, f"pg_restore into the empty database {target} failed")
@@ -352,6 +348,72 @@ def run_restore(params, check_mode=False, restorer=None):
         tables_restored=tables,
         warnings=warnings,
     )
+
+
+# ``CREATE ROLE <name>;`` as pg_dumpall writes it (the name quoted only when it needs to be).
+CREATE_ROLE_RE = re.compile(r'^CREATE ROLE ((?:"(?:[^"]|"")+")|[a-z_][a-z0-9_$]*);$')
+EXISTING_ROLES_SQL = (
+    "SELECT pg_catalog.json_build_object('current', current_user, 'roles', "
+    "(SELECT pg_catalog.json_agg(rolname) FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_'));"
+)
+
+
+def globals_roles(sql_text):
+    """Names of the roles a ``pg_dumpall --globals-only`` file creates, in file order."""
+    roles = []
+    for line in sql_text.splitlines():
+        match = CREATE_ROLE_RE.match(line)
+        if match:
+            name = match.group(1)
+            roles.append(name[1:-1].replace('""', '"') if name.startswith('"') else name)
+    return roles
+
+
+def globals_script(sql_text, current_user):
+    """The globals SQL without the CREATE ROLE of the connecting user (who exists on every cluster)."""
+    lines = []
+    for line in sql_text.splitlines():
+        match = CREATE_ROLE_RE.match(line)
+        if match and globals_roles(line) == [current_user]:
+            continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def plan_globals(restorer, path, manifest):
+    """Check that the backup carries verified globals and that the cluster is empty of their roles."""
+    recorded = manifest.get("globals")
+    if not recorded:
+        raise PgBackupError(
+            f"backup {path} has no globals (taken with globals=false or before they were stored): "
+            "apply_globals needs a backup that stored pg_dumpall --globals-only"
+        )
+    globals_path = globals_name(path)
+    with open(globals_path, encoding="utf-8") as handle:
+        text = handle.read()
+    found = json.loads(restorer.sql(EXISTING_ROLES_SQL, what="listing the roles of the cluster"))
+    current_user, existing = found["current"], set(found["roles"] or ())
+    clashing = [role for role in globals_roles(text) if role in existing and role != current_user]
+    if clashing:
+        raise PgBackupError(
+            f"apply_globals is for an empty cluster, but roles {', '.join(clashing)} of {globals_path} already "
+            "exist: drop them or restore without apply_globals. Nothing was changed."
+        )
+    return {
+        "path": globals_path,
+        "sql": globals_script(text, current_user),
+        "roles": [role for role in globals_roles(text) if role != current_user],
+        "role_passwords": bool(recorded.get("role_passwords")),
+        "tablespaces": "CREATE TABLESPACE" in text,
+    }
+
+
+def apply_globals(restorer, globals_plan):
+    """Run the globals SQL; in one transaction unless it creates tablespaces (which cannot run in one)."""
+    argv = build_psql_argv(restorer.params, restorer.psql, restorer.params["maintenance_db"])
+    if not globals_plan["tablespaces"]:
+        argv.insert(1, "--single-transaction")
+    run_tool(argv, restorer.params, f"applying globals {globals_plan['path']}", stdin_text=globals_plan["sql"])
 
 
 def _check_restored(restorer, plan, dbname):

@@ -1,551 +1,51 @@
 # Copyright: stackops platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Capistrano-style release directories: pure planning logic and the filesystem operations.
+"""Capistrano-style release directories: deploy, activate, roll back, remove, and report (release, release_info).
 
-Layout under a deploy root::
-
-    <root>/releases/<id>/           one complete release each (holds .release-meta)
-    <root>/releases/.<id>.tmp-<pid> a release being built (never counted, removed by the next run)
-    <root>/shared/                  files and directories linked into every release
-    <root>/current -> releases/<id> the active release (switched atomically with os.replace)
-    <root>/.release-state           JSON {current, previous, switched_at} written after each switch
-    <root>/.deploy.lock             flock()ed during a change; holds the holder's pid/host/user/started_at
+The decisions are in release_names, archives in release_archive, the deploy root on disk in release_layout;
+this file puts them together under the deploy lock, with check mode and diffs.
 """
 
 from __future__ import annotations
 
 import datetime
-import errno
-import fcntl
-import getpass
-import hashlib
 import json
 import os
-import re
 import shutil
-import signal
-import socket
-import stat
-import tarfile
-import time
-import zipfile
 
-RELEASES_DIR = "releases"
-SHARED_DIR = "shared"
-CURRENT_LINK = "current"
-STATE_FILE = ".release-state"
-LOCK_FILE = ".deploy.lock"
-META_FILE = ".release-meta"
-KILL_ENV = "STACKOPS_RELEASE_TEST_KILL_AT"
-# datetime.UTC needs Python 3.11; managed hosts may run older Pythons.
-_UTC = datetime.timezone.utc  # noqa: UP017
-STATES = ("deployed", "activated", "rolled_back", "absent")
-
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-# Names of temporary entries this module creates: in releases/ and in the root.
-_TEMP_RE = re.compile(r"^\.(.+)\.(tmp|del)-\d+$")
-_CHUNK = 1024 * 1024
-
-
-class ReleaseError(Exception):
-    """A failure with a message meant for the user (fail_json msg) and optional details."""
-
-    def __init__(self, msg, **details):
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details
-
-
-# ---------------------------------------------------------------- pure helpers
-
-
-def default_release_id(now=None):
-    """UTC timestamp id such as 20260220T051228Z (sorts lexicographically in time order)."""
-    now = now or datetime.datetime.now(_UTC)
-    return now.strftime("%Y%m%dT%H%M%SZ")
-
-
-def validate_release_id(release_id):
-    """Raise ReleaseError unless release_id is a safe single directory name."""
-    if not isinstance(release_id, str) or not release_id:
-        raise ReleaseError("release_id must not be empty")
-    if "/" in release_id or "\\" in release_id or ".." in release_id:
-        raise ReleaseError(
-            f"release_id {release_id!r} must not contain '/', '\\' or '..'; use letters, digits, '.', '_', '+', '-'"
-        )
-    if release_id.startswith("."):
-        raise ReleaseError(f"release_id {release_id!r} must not start with '.' (names starting with '.' are temporary)")
-    if not _ID_RE.match(release_id):
-        raise ReleaseError(
-            f"release_id {release_id!r} is invalid: use at most 128 letters, digits, '.', '_', '+' or '-', "
-            "starting with a letter or digit"
-        )
-    return release_id
-
-
-def normalize_sha256(value):
-    if value is None or value == "":
-        return None
-    text = str(value).strip().lower()
-    if text.startswith("sha256:"):
-        text = text[len("sha256:"):]
-    if not _SHA_RE.match(text):
-        raise ReleaseError(f"sha256 {value!r} is not 64 hexadecimal characters")
-    return text
-
-
-def normalize_shared_paths(paths):
-    """Return [(relpath, is_dir)] from shared_paths; a trailing '/' marks a directory."""
-    result = []
-    seen = set()
-    for raw in paths or []:
-        if not isinstance(raw, str) or not raw.strip("/"):
-            raise ReleaseError(f"shared_paths entry {raw!r} is empty")
-        is_dir = raw.endswith("/")
-        rel = raw.strip("/") if not raw.startswith("/") else raw
-        parts = rel.split("/")
-        if raw.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ReleaseError(
-                f"shared_paths entry {raw!r} must be a relative path inside the release without '.', '..' "
-                "or empty components"
-            )
-        if parts[0] == META_FILE:
-            raise ReleaseError(f"shared_paths entry {raw!r} would hide {META_FILE}")
-        if rel in seen:
-            raise ReleaseError(f"shared_paths entry {raw!r} is listed twice")
-        seen.add(rel)
-        result.append((rel, is_dir))
-    for rel, _is_dir in result:
-        for other, _other_is_dir in result:
-            if other != rel and other.startswith(rel + "/"):
-                raise ReleaseError(f"shared_paths entries {rel!r} and {other!r} overlap; list only one of them")
-    return result
-
-
-def select_prune(releases, keep, protected):
-    """Ids to remove: all but the `keep` highest ids, never one in `protected`. keep=0 disables pruning."""
-    if keep <= 0:
-        return []
-    ordered = sorted(releases)
-    kept = set(ordered[-keep:])
-    return [r for r in ordered if r not in kept and r not in protected]
-
-
-def choose_previous(current, state, releases):
-    """The release `current` pointed at before the latest switch.
-
-    state is the parsed .release-state (or None). When it matches `current` its `previous` is used.
-    When a switch was interrupted after the symlink but before the state write, state['current'] is the
-    release that was active before, so it is the previous one. Without usable state, the highest id below
-    `current` is used (id order, never modification times).
-    """
-    if current is None:
-        return None
-    releases = set(releases)
-    if isinstance(state, dict) and state.get("current") == current:
-        prev = state.get("previous")
-        return prev if prev in releases and prev != current else None
-    if isinstance(state, dict) and state.get("current") in releases and state.get("current") != current:
-        return state["current"]
-    lower = sorted(r for r in releases if r < current)
-    return lower[-1] if lower else None
-
-
-def rollback_target(current, previous, releases, release_id=None):
-    """Choose the release to roll back to; raise ReleaseError with what to do when there is none."""
-    if release_id:
-        validate_release_id(release_id)
-        if release_id not in releases:
-            raise ReleaseError(
-                f"release {release_id!r} does not exist; available releases: {', '.join(sorted(releases)) or 'none'}"
-            )
-        return release_id
-    if current is None:
-        raise ReleaseError("nothing to roll back: no current release (current symlink missing)")
-    if previous is None:
-        raise ReleaseError(
-            f"no previous release recorded for current release {current!r}; set release_id to one of: "
-            f"{', '.join(sorted(r for r in releases if r != current)) or 'none'}"
-        )
-    return previous
-
-
-def check_member_path(name):
-    """Normalise an archive member name; raise ReleaseError if it is absolute or leaves the release dir."""
-    if name.startswith("/") or name.startswith("\\") or re.match(r"^[A-Za-z]:", name):
-        raise ReleaseError(f"archive member {name!r} has an absolute path")
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ReleaseError(f"archive member {name!r} contains '..'")
-    return "/".join(parts)
-
-
-def check_link_target(name, target):
-    """Raise ReleaseError if a symlink `name` -> `target` inside the release would point outside it."""
-    if not target or target.startswith("/") or re.match(r"^[A-Za-z]:", target):
-        raise ReleaseError(f"archive member {name!r} is a link to an absolute path {target!r}")
-    resolved = os.path.normpath(os.path.join(os.path.dirname(name), target))
-    if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
-        raise ReleaseError(f"archive member {name!r} is a link {target!r} that escapes the release directory")
-
-
-def describe_holder(raw):
-    try:
-        holder = json.loads(raw) if raw else {}
-    except ValueError:
-        holder = {}
-    if not isinstance(holder, dict) or not holder:
-        return "an unknown process", {}
-    text = (
-        f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (user {holder.get('user', '?')}) "
-        f"since {holder.get('started_at', '?')}"
-    )
-    return text, holder
-
-
-def _utcnow():
-    return datetime.datetime.now(_UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _test_hook(step):
-    """Integration tests kill the process at a named step to prove a crash never breaks `current`."""
-    if os.environ.get(KILL_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def default_deployed_by():
-    return os.environ.get("SUDO_USER") or getpass.getuser()
-
-
-# ---------------------------------------------------------------- checksums and archives
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tree_digest(root):
-    """sha256 over a canonical listing of a directory: relative path, type, content sha256 or link target."""
-    lines = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in sorted(dirnames + filenames):
-            full = os.path.join(dirpath, name)
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            if os.path.islink(full):
-                lines.append(f"l {rel} {os.readlink(full)}")
-            elif os.path.isdir(full):
-                lines.append(f"d {rel}")
-            elif os.path.isfile(full):
-                lines.append(f"f {rel} {sha256_file(full)}")
-    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def archive_kind(src):
-    if zipfile.is_zipfile(src):
-        return "zip"
-    try:
-        with tarfile.open(src, "r:*"):
-            return "tar"
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ReleaseError(f"src {src} is not a readable tar.gz/tgz/tar or zip archive: {exc}") from exc
-
-
-def _zip_is_link(info):
-    return stat.S_ISLNK(info.external_attr >> 16)
-
-
-def inspect_archive(src):
-    """Read the whole archive once (checks integrity and every member path); return its kind.
-
-    Nothing is written. Raises ReleaseError naming the archive and the bad member.
-    """
-    kind = archive_kind(src)
-    try:
-        if kind == "zip":
-            with zipfile.ZipFile(src) as zf:
-                for info in zf.infolist():
-                    name = check_member_path(info.filename)
-                    if _zip_is_link(info):
-                        check_link_target(name, zf.read(info).decode("utf-8", "surrogateescape"))
-                bad = zf.testzip()
-                if bad is not None:
-                    raise ReleaseError(f"archive {src} is corrupt: bad CRC for member {bad!r}")
-        else:
-            with tarfile.open(src, "r:*") as tf:
-                for member in tf:
-                    name = check_member_path(member.name)
-                    if member.issym():
-                        check_link_target(name, member.linkname)
-                    elif member.islnk():
-                        check_member_path(member.linkname)
-                    elif not (member.isfile() or member.isdir()):
-                        raise ReleaseError(f"archive member {member.name!r} is a device, fifo or other special file")
-                    if member.isfile():
-                        fh = tf.extractfile(member)
-                        while fh.read(_CHUNK):
-                            pass
-    except ReleaseError as exc:
-        if str(src) in exc.msg:
-            raise
-        raise ReleaseError(f"unsafe archive {src}: {exc.msg}") from exc
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
-        raise ReleaseError(f"archive {src} is corrupt or unreadable: {exc}") from exc
-    return kind
-
-
-def extract_archive(src, dest, kind):
-    """Extract into the existing directory dest, checking each member again while extracting."""
-    try:
-        if kind == "zip":
-            _extract_zip(src, dest)
-        else:
-            with tarfile.open(src, "r:*") as tf:
-                members = []
-                for member in tf:
-                    check_member_path(member.name)
-                    if member.issym():
-                        check_link_target(member.name, member.linkname)
-                    elif member.islnk():
-                        check_member_path(member.linkname)
-                    elif not (member.isfile() or member.isdir()):
-                        raise ReleaseError(f"archive member {member.name!r} is a special file")
-                    members.append(member)
-                if hasattr(tarfile, "data_filter"):
-                    tf.extractall(dest, members=members, filter="data")
-                else:  # pragma: no cover - Python without extraction filters
-                    tf.extractall(dest, members=members)  # noqa: S202 - every member checked above
-    except ReleaseError as exc:
-        raise ReleaseError(f"unsafe archive {src}: {exc.msg}") from exc
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError) as exc:
-        raise ReleaseError(f"cannot extract archive {src}: {exc}") from exc
-
-
-def _extract_zip(src, dest):
-    with zipfile.ZipFile(src) as zf:
-        for info in zf.infolist():
-            name = check_member_path(info.filename)
-            if not name:
-                continue
-            target = os.path.join(dest, name)
-            mode = (info.external_attr >> 16) & 0o777
-            if _zip_is_link(info):
-                link = zf.read(info).decode("utf-8", "surrogateescape")
-                check_link_target(name, link)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                os.symlink(link, target)
-            elif info.is_dir():
-                os.makedirs(target, exist_ok=True)
-            else:
-                parent = os.path.dirname(target)
-                os.makedirs(parent, exist_ok=True)
-                with zf.open(info) as fin, open(target, "wb") as fout:
-                    shutil.copyfileobj(fin, fout, _CHUNK)
-                if mode:
-                    os.chmod(target, mode & 0o755 | 0o600)
-
-
-# ---------------------------------------------------------------- filesystem state
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root):
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            full = os.path.join(dirpath, name)
-            if os.path.isfile(full) and not os.path.islink(full):
-                fd = os.open(full, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        _fsync_dir(dirpath)
-
-
-def _write_json_atomic(path, data):
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, f".{os.path.basename(path).lstrip('.')}.tmp-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def read_meta(release_dir):
-    try:
-        with open(os.path.join(release_dir, META_FILE)) as fh:
-            meta = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def read_state(root):
-    try:
-        with open(os.path.join(root, STATE_FILE)) as fh:
-            state = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) else None
-
-
-def current_id(root):
-    """Id `current` points at, None when missing. Raise when it is not a symlink into releases/."""
-    link = os.path.join(root, CURRENT_LINK)
-    if not os.path.lexists(link):
-        return None
-    if not os.path.islink(link):
-        raise ReleaseError(f"{link} exists but is not a symlink; move it away so releases can be switched")
-    target = os.readlink(link)
-    full = os.path.normpath(os.path.join(root, target))
-    if os.path.dirname(full) != os.path.normpath(os.path.join(root, RELEASES_DIR)):
-        raise ReleaseError(f"{link} points to {target}, which is not a release under {root}/{RELEASES_DIR}")
-    return os.path.basename(full)
-
-
-def list_releases(root):
-    """Complete releases (valid id, directory, readable .release-meta), sorted by id."""
-    rdir = os.path.join(root, RELEASES_DIR)
-    try:
-        names = os.listdir(rdir)
-    except FileNotFoundError:
-        return []
-    result = []
-    for name in names:
-        full = os.path.join(rdir, name)
-        valid = _ID_RE.match(name) and ".." not in name and os.path.isdir(full) and not os.path.islink(full)
-        if valid and read_meta(full) is not None:
-            result.append(name)
-    return sorted(result)
-
-
-def stale_entries(root):
-    """Leftovers of interrupted runs: temporary releases, links and state files."""
-    found = []
-    for sub in (RELEASES_DIR, ""):
-        directory = os.path.join(root, sub) if sub else root
-        try:
-            names = os.listdir(directory)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        found.extend(os.path.join(sub, n) if sub else n for n in sorted(names) if _TEMP_RE.match(n))
-    return found
-
-
-def read_layout(root):
-    releases = list_releases(root)
-    current = current_id(root)
-    state = read_state(root)
-    previous = choose_previous(current, state, releases)
-    return {"current": current, "previous": previous, "releases": releases}
-
-
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
-
-
-def _remove_release(root, release_id):
-    """Hide the release under a temporary name first (atomic), then delete it."""
-    rdir = os.path.join(root, RELEASES_DIR)
-    doomed = os.path.join(rdir, f".{release_id}.del-{os.getpid()}")
-    os.rename(os.path.join(rdir, release_id), doomed)
-    _fsync_dir(rdir)
-    shutil.rmtree(doomed)
-
-
-def switch_current(root, release_id, previous):
-    """Point `current` at releases/<id> atomically, then record the previous release."""
-    tmp = os.path.join(root, f".{CURRENT_LINK}.tmp-{os.getpid()}")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(os.path.join(RELEASES_DIR, release_id), tmp)
-    try:
-        _test_hook("linked")
-        os.replace(tmp, os.path.join(root, CURRENT_LINK))
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(root)
-    _test_hook("switched")
-    _write_json_atomic(
-        os.path.join(root, STATE_FILE), {"current": release_id, "previous": previous, "switched_at": _utcnow()}
-    )
-
-
-class DeployLock:
-    """Exclusive flock on <root>/.deploy.lock; the file names the holder while held."""
-
-    def __init__(self, root, timeout=0.0, poll=0.2):
-        self.path = os.path.join(root, LOCK_FILE)
-        self.timeout = float(timeout or 0)
-        self.poll = poll
-        self.fd = None
-
-    def __enter__(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    raw = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-                    os.close(fd)
-                    text, holder = describe_holder(raw)
-                    waited = f" after waiting {self.timeout:g}s" if self.timeout else ""
-                    raise ReleaseError(
-                        f"deploy root {os.path.dirname(self.path)} is locked by {text}{waited}; another deploy is "
-                        f"running. Wait for it, or set lock_timeout (seconds) to wait. Lock file: {self.path}",
-                        lock_holder=holder,
-                    ) from None
-                time.sleep(self.poll)
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(), "started_at": _utcnow()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-        os.fsync(fd)
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            try:
-                os.ftruncate(self.fd, 0)
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-            finally:
-                os.close(self.fd)
-                self.fd = None
-        return False
-
+from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import fsync_dir
+from ansible_collections.stackops.platform.plugins.module_utils.release_archive import (
+    extract_archive,
+    inspect_archive,
+    sha256_file,
+    tree_digest,
+)
+from ansible_collections.stackops.platform.plugins.module_utils.release_layout import (
+    deploy_lock,
+    fsync_tree,
+    read_layout,
+    read_meta,
+    remove_entry,
+    remove_release,
+    stale_entries,
+    switch_current,
+)
+from ansible_collections.stackops.platform.plugins.module_utils.release_names import (
+    META_FILE,
+    RELEASES_DIR,
+    SHARED_DIR,
+    STATES,
+    UTC,
+    ReleaseError,
+    default_deployed_by,
+    default_release_id,
+    kill_point,
+    normalize_sha256,
+    normalize_shared_paths,
+    rollback_target,
+    select_prune,
+    validate_release_id,
+)
 
 # ---------------------------------------------------------------- operations
 
@@ -660,7 +160,7 @@ def _link_shared(root, build_dir, release_id, shared):
         if real_parent != os.path.realpath(build_dir) and not real_parent.startswith(os.path.realpath(build_dir) + "/"):
             raise ReleaseError(f"shared path {rel!r}: a parent directory inside the release is a symlink")
         os.makedirs(parent, exist_ok=True)
-        _remove(link)
+        remove_entry(link)
         final_parent = os.path.dirname(os.path.join(final_dir, rel))
         os.symlink(os.path.relpath(os.path.join(root, SHARED_DIR, rel), final_parent), link)
 
@@ -674,11 +174,11 @@ def _build_release(root, release_id, params, *, src, source_type, kind, digest, 
             shutil.copytree(src, build_dir, symlinks=True, dirs_exist_ok=True)
         else:
             extract_archive(src, build_dir, kind)
-        _test_hook("extracted")
+        kill_point("extracted")
         _link_shared(root, build_dir, release_id, shared)
         meta = {
             "id": release_id,
-            "created_at": (now or datetime.datetime.now(_UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": (now or datetime.datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "sha256": digest,
             "source": src,
             "source_type": source_type if source_type == "directory" else f"archive ({kind})",
@@ -690,15 +190,15 @@ def _build_release(root, release_id, params, *, src, source_type, kind, digest, 
         with open(os.path.join(build_dir, META_FILE), "w") as fh:
             json.dump(meta, fh, indent=2, sort_keys=True)
             fh.write("\n")
-        _fsync_tree(build_dir)
-        _test_hook("built")
+        fsync_tree(build_dir)
+        kill_point("built")
         os.rename(build_dir, os.path.join(rdir, release_id))
     except BaseException:
         if os.path.lexists(build_dir):
             shutil.rmtree(build_dir, ignore_errors=True)
         raise
-    _fsync_dir(rdir)
-    _test_hook("renamed")
+    fsync_dir(rdir)
+    kill_point("renamed")
 
 
 def deploy(params, check_mode=False, now=None):
@@ -717,23 +217,30 @@ def deploy(params, check_mode=False, now=None):
         return _result(root, before, after, release_id, changed, pruned=pruned, cleaned=stale)
 
     os.makedirs(root, exist_ok=True)
-    with DeployLock(root, params.get("lock_timeout")):
+    with deploy_lock(root, params.get("lock_timeout")):
         stale = stale_entries(root)
         for entry in stale:
-            _remove(os.path.join(root, entry))
+            remove_entry(os.path.join(root, entry))
         # Plan again under the lock: another deploy may have finished meanwhile.
         before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep)
         os.makedirs(os.path.join(root, RELEASES_DIR), exist_ok=True)
         if build:
             _ensure_shared(root, shared)
             _build_release(
-                root, release_id, params,
-                src=src, source_type=source_type, kind=kind, digest=digest, shared=shared, now=now,
+                root,
+                release_id,
+                params,
+                src=src,
+                source_type=source_type,
+                kind=kind,
+                digest=digest,
+                shared=shared,
+                now=now,
             )
         if switch:
             switch_current(root, release_id, before["current"])
         for rid in pruned:
-            _remove_release(root, rid)
+            remove_release(root, rid)
         after = read_layout(root)
     changed = build or switch or bool(pruned) or bool(stale)
     return _result(root, before, after, release_id, changed, pruned=pruned, cleaned=stale)
@@ -746,7 +253,7 @@ def _switch_to(root, params, check_mode, target_fn):
     after = dict(before, current=target, previous=before["current"]) if switch else before
     if check_mode or not switch:
         return _result(root, before, after, target, switch)
-    with DeployLock(root, params.get("lock_timeout")):
+    with deploy_lock(root, params.get("lock_timeout")):
         before = read_layout(root)
         target = target_fn(before)
         switch = target != before["current"]
@@ -805,10 +312,10 @@ def remove(params, check_mode=False):
     before, after, present = plan()
     if check_mode or not present:
         return _result(root, before, after, release_id, present)
-    with DeployLock(root, params.get("lock_timeout")):
+    with deploy_lock(root, params.get("lock_timeout")):
         before, after, present = plan()
         if present:
-            _remove_release(root, release_id)
+            remove_release(root, release_id)
         after = read_layout(root)
     return _result(root, before, after, release_id, present)
 

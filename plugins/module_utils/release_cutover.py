@@ -24,13 +24,15 @@ from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core 
     read_state,
     switch,
 )
-from ansible_collections.stackops.platform.plugins.module_utils.release_core import (
-    DeployLock,
-    ReleaseError,
+from ansible_collections.stackops.platform.plugins.module_utils.release_core import read_link
+from ansible_collections.stackops.platform.plugins.module_utils.release_layout import (
+    deploy_lock,
     read_layout,
-    read_link,
-    rollback_target,
     switch_current,
+)
+from ansible_collections.stackops.platform.plugins.module_utils.release_names import (
+    ReleaseError,
+    rollback_target,
     validate_release_id,
 )
 
@@ -62,7 +64,7 @@ def cutover(params, run, check_mode=False, **hooks):
     root = os.path.abspath(params["release_path"])
     if not os.path.isdir(os.path.join(root, "releases")):
         raise ReleaseError(f"release_path {root} is not a deploy root (no releases/ directory)")
-    lock = DeployLock(root, params.get("release_lock_timeout") or 0)
+    lock = deploy_lock(root, params.get("release_lock_timeout") or 0)
     if check_mode:
         return _cutover_locked(root, params, run, True, hooks)
     with lock:

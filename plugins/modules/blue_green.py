@@ -378,8 +378,8 @@ from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core 
     BlueGreenError,
     switch,
 )
-from ansible_collections.stackops.platform.plugins.module_utils.release_core import ReleaseError
 from ansible_collections.stackops.platform.plugins.module_utils.release_cutover import cutover
+from ansible_collections.stackops.platform.plugins.module_utils.release_names import ReleaseError
 
 
 def argument_spec():

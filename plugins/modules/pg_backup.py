@@ -17,17 +17,32 @@ description:
     (C(.*.partial)) are removed by the next run and never counted as backups.
   - Retention runs only after the new backup succeeded, looks only at complete backups (dump plus manifest)
     and never deletes the newest one.
-  - The same code runs from a systemd timer as C(python3 pg_backup_core.py --config <file.json>), with the
-    option names of this module as JSON keys.
+  - Row counts of every table are taken in the dump's own snapshot (a C(REPEATABLE READ) transaction that
+    exports its snapshot to C(pg_dump --snapshot)) and recorded in the manifest, so a restore drill can compare
+    them exactly, however busy the database was.
+  - C(pg_dumpall --globals-only) (roles, memberships, role settings, tablespaces) is stored beside the dump as
+    C(<name>.globals.sql) with its sha256 in the manifest; O(stackops.platform.pg_restore#module:apply_globals)
+    applies it to an empty cluster.
+  - The same code runs from a systemd timer as
+    C(python3 -m ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core --config <file.json>),
+    with the option names of this module as JSON keys.
+  - Retention is grandfather-father-son (O(keep_daily), O(keep_weekly), O(keep_monthly)) plus O(keep_last)
+    and O(keep_days); a backup stays when any rule keeps it and the result names the rules (RV(kept)).
+  - With O(offsite), the new backup (and any kept local backup the bucket lacks) is encrypted with C(age) and
+    uploaded, verified, and the bucket's own retention applied; a failed upload fails the task but never
+    deletes a local backup.
 author:
   - stackops platform contributors (@stackops)
 extends_documentation_fragment:
   - stackops.platform.postgres_connection
+  - stackops.platform.backup_offsite
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Reports the path it would write and the backups it would prune; touches nothing.
+    details:
+      - Reports the path it would write, the backups it would prune and the rules that keep the others.
+      - With O(offsite), lists the bucket (read only) and reports what would be uploaded and deleted there.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
@@ -64,17 +79,46 @@ options:
     type: path
   keep_last:
     description:
-      - Keep the O(keep_last) newest complete backups.
-      - With O(keep_days) too, a backup is deleted only when both rules allow it.
-      - Unset (and O(keep_days) unset) keeps every backup.
+      - Keep the O(keep_last) newest complete backups, whatever the other rules say.
+      - A backup is deleted only when no rule (O(keep_last), O(keep_days), O(keep_daily), O(keep_weekly),
+        O(keep_monthly)) keeps it; the newest complete backup is never deleted.
+      - All rules unset keeps every backup. A negative count, or counts that are all V(0), fail before anything is
+        deleted.
     type: int
   keep_days:
     description: Keep complete backups younger than this many days (by the timestamp in their name).
     type: int
+  keep_daily:
+    description:
+      - Keep the newest backup of each of the last O(keep_daily) days that have a backup (UTC days).
+      - A day without a backup does not use up the count.
+    type: int
+    version_added: 0.2.0
+  keep_weekly:
+    description: Keep the newest backup of each of the last O(keep_weekly) ISO weeks that have a backup.
+    type: int
+    version_added: 0.2.0
+  keep_monthly:
+    description: Keep the newest backup of each of the last O(keep_monthly) calendar months that have a backup.
+    type: int
+    version_added: 0.2.0
   verify:
     description:
       - Re-read the finished dump and compare it with the checksum recorded in the manifest before publishing it.
       - C(pg_restore --list) always reads the new backup, whatever this says.
+    type: bool
+    default: true
+  row_counts:
+    description:
+      - Count the rows of every table in the dump's snapshot and record them in the manifest (C(row_counts)).
+      - Costs one sequential scan of each table; the restore drill needs these counts.
+    type: bool
+    default: true
+  globals:
+    description:
+      - Store C(pg_dumpall --globals-only) beside the dump and record its sha256 in the manifest.
+      - Role passwords are included only when the connecting user is a superuser (else C(--no-role-passwords));
+        the manifest says which (C(globals.role_passwords)). The file is mode 0600.
     type: bool
     default: true
 notes:
@@ -99,6 +143,27 @@ EXAMPLES = r"""
     keep_last: 7
     keep_days: 7
   register: __backup
+
+- name: Nightly backup with GFS retention and an encrypted copy in a bucket
+  stackops.platform.pg_backup:
+    database: app
+    backup_dir: /var/backups/postgresql
+    keep_last: 3
+    keep_daily: 7
+    keep_weekly: 4
+    keep_monthly: 12
+    offsite:
+      endpoint: https://s3.eu-central-1.amazonaws.com
+      region: eu-central-1
+      bucket: acme-db-backups
+      prefix: prod
+      access_key: "{{ vault_backup_s3_access_key }}"
+      secret_key: "{{ vault_backup_s3_secret_key }}"
+      recipients:
+        - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+      keep_daily: 14
+      keep_weekly: 8
+      keep_monthly: 24
 
 - name: Parallel directory-format backup
   stackops.platform.pg_backup:
@@ -151,6 +216,37 @@ pruned:
   type: list
   elements: str
   sample: [/var/backups/postgresql/app/app_20260210T051228Z.dump]
+kept:
+  description: Every backup that stays, with the retention rules that keep it (in check mode, after the planned run).
+  returned: always
+  type: dict
+  sample:
+    app_20260220T051228Z.dump: [newest_good, keep_last, keep_daily, keep_weekly, keep_monthly]
+    app_20260131T023000Z.dump: [keep_monthly]
+offsite:
+  description: What the off-site step did (or would do in check mode).
+  returned: when O(offsite) is set and the backup succeeded
+  type: dict
+  contains:
+    uploaded:
+      description: Names of the backups encrypted and uploaded (newest first).
+      type: list
+      elements: str
+    uploaded_bytes:
+      description: Encrypted bytes sent.
+      type: int
+    remote_deleted:
+      description: Backups deleted from the bucket by its retention.
+      type: list
+      elements: str
+    remote_kept:
+      description: Backups in the bucket that stay, with the rules that keep them.
+      type: dict
+  sample:
+    uploaded: [app_20260220T051228Z.dump]
+    uploaded_bytes: 1048850
+    remote_deleted: []
+    remote_kept: {app_20260220T051228Z.dump: [newest_good, keep_daily]}
 stale_removed:
   description: Leftovers of interrupted runs that were removed.
   returned: success and not check mode
@@ -169,6 +265,18 @@ backups_after:
   type: list
   elements: str
   sample: [app_20260220T051228Z.dump, app_20260219T051228Z.dump]
+globals_path:
+  description: Path of the C(pg_dumpall --globals-only) file, null when O(globals=false).
+  returned: success and not check mode
+  type: str
+  sample: /var/backups/postgresql/app/app_20260220T051228Z.dump.globals.sql
+row_counts:
+  description:
+    - Rows of each table (C(schema.table), quoted as needed) in the dump's snapshot.
+    - Null when O(row_counts=false).
+  returned: success and not check mode
+  type: dict
+  sample: {"public.accounts": 1200, "public.orders": 53211}
 manifest:
   description: The manifest written beside the backup.
   returned: success and not check mode
@@ -183,13 +291,15 @@ manifest:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite import run_sync
+from ansible_collections.stackops.platform.plugins.module_utils.backup_offsite_params import offsite_argument_spec
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import (
     BACKUP_OPTIONS,
-    PgBackupError,
     plan_backup,
-    postgres_connection_spec,
     run_backup,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import PgBackupError
+from ansible_collections.stackops.platform.plugins.module_utils.pg_client import postgres_connection_spec
 
 
 def argument_spec():
@@ -202,9 +312,15 @@ def argument_spec():
         "pg_dump_path": {"type": "path"},
         "keep_last": {"type": "int"},
         "keep_days": {"type": "int"},
+        "keep_daily": {"type": "int"},
+        "keep_weekly": {"type": "int"},
+        "keep_monthly": {"type": "int"},
         "verify": {"type": "bool", "default": True},
+        "row_counts": {"type": "bool", "default": True},
+        "globals": {"type": "bool", "default": True},
     }
     spec.update(postgres_connection_spec())
+    spec["offsite"] = {"type": "dict", "options": offsite_argument_spec()}
     return spec
 
 
@@ -217,6 +333,15 @@ def main():
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg=f"backup of database {params['database']} under {params['backup_dir']} failed: {exc}")
+    if module.params["offsite"]:
+        offsite = {**module.params["offsite"], "database": params["database"], "backup_dir": params["backup_dir"]}
+        try:
+            result["offsite"] = run_sync(offsite, check_mode=module.check_mode)
+        except PgBackupError as exc:
+            what = "would be written" if module.check_mode else "is complete and kept"
+            module.fail_json(msg=f"backup {result['path']} {what}, but its off-site copy failed: {exc}", **result)
+        if module.check_mode:
+            result["offsite"]["uploaded"].insert(0, result["path"].rsplit("/", 1)[-1])
     after = result.get("backups_after")
     if after is None:
         pruned = {path.rsplit("/", 1)[-1] for path in result["pruned"]}

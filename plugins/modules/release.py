@@ -242,11 +242,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.stackops.platform.plugins.module_utils.release_core import (
+from ansible_collections.stackops.platform.plugins.module_utils.release_core import run
+from ansible_collections.stackops.platform.plugins.module_utils.release_names import (
     STATES,
     ReleaseError,
     default_deployed_by,
-    run,
 )
 
 

@@ -5,43 +5,21 @@ are what is tested, on success and on failure.
 """
 
 import json
-import re
-import time
 from datetime import datetime
 
 import pytest
+from conftest import METRICS_DIR, read_metrics, run_oneshot
 
 BACKUP_DIR = "/var/backups/postgresql"
-METRICS_DIR = "/var/lib/prometheus/node-exporter"
 CONFIG = "/etc/stackops/pg_backup-{db}.json"
-SAMPLE = re.compile(r'^(stackops_pg_backup_[a-z_]+)\{database="([^"]*)"\} (\S+)$')
 
 
 def metrics(host, db):
-    content = host.file(f"{METRICS_DIR}/stackops_pg_backup_{db}.prom").content_string
-    values = {}
-    for line in content.splitlines():
-        if line.startswith("#"):
-            continue
-        match = SAMPLE.match(line)
-        assert match, f"not a sample line: {line!r}"
-        assert match.group(2) == db, line
-        values[match.group(1)] = float(match.group(3))
-    return values
+    return read_metrics(host, f"stackops_pg_backup_{db}.prom", db)
 
 
 def run_backup_unit(host, db):
-    """Start the oneshot unit and wait until it is back to inactive/failed, i.e. ExecStopPost has run."""
-    out = host.run(f"systemctl start stackops-pg-backup@{db}.service")
-    deadline = time.monotonic() + 60
-    while True:
-        state = host.run(f"systemctl show -p ActiveState --value stackops-pg-backup@{db}.service").stdout.strip()
-        if state in ("inactive", "failed"):
-            break
-        assert time.monotonic() < deadline, f"stackops-pg-backup@{db}.service still {state}"
-        time.sleep(0.5)
-    journal = host.run(f"journalctl -u stackops-pg-backup@{db}.service --no-pager -n 40").stdout
-    return out, state, journal
+    return run_oneshot(host, f"stackops-pg-backup@{db}.service", timeout=60)
 
 
 def newest_manifest(host, db):
@@ -54,7 +32,8 @@ def newest_manifest(host, db):
 
 def test_unit_writes_metrics_after_the_run_as_root(host):
     unit = host.run("systemctl cat stackops-pg-backup@app.service").stdout
-    assert "ExecStopPost=+/usr/bin/python3 /usr/local/lib/stackops/pg_backup_core.py" in unit, unit
+    module = "ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core"
+    assert f"ExecStopPost=+/usr/bin/python3 -m {module}" in unit, unit
     assert f"--write-metrics {METRICS_DIR}" in unit, unit
 
 

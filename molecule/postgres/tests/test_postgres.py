@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import REPO
 
 APP = "molecule-app-password-0123"
 SERVICE = "postgresql@15-main"
@@ -112,9 +113,10 @@ def test_backup_unit_is_hardened(host):
 
 
 def test_backup_script_is_the_collection_code(host):
-    # The timer runs the module_utils file the pg_backup module imports, not a copy of its logic.
-    installed = host.file("/usr/local/lib/stackops/pg_backup_core.py")
-    assert "def run_backup(" in installed.content_string
+    # The timer runs the module_utils files the pg_backup module imports, not a copy of their logic.
+    package = "/usr/local/lib/stackops/ansible_collections/stackops/platform/plugins/module_utils"
+    installed = host.file(f"{package}/pg_backup_core.py")
+    assert installed.content_string == (REPO / "plugins" / "module_utils" / "pg_backup_core.py").read_text()
     assert installed.user == "root" and installed.mode == 0o644
 
 

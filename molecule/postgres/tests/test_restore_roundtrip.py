@@ -4,47 +4,7 @@ production gate holds, and the restored database keeps the role's least-privileg
 Runs after test_postgres.py (file order): it replaces the app database.
 """
 
-import os
-import subprocess
-from pathlib import Path
-
-import pytest
-import yaml
-
-REPO = Path(__file__).resolve().parents[3]
-INSTANCE = "postgres-instance"
-APP = "molecule-app-password-0123"
-
-
-def admin_sql(host, sql, db="app"):
-    return host.run("runuser -u postgres -- psql -XAtq -d %s -c %s", db, sql)
-
-
-@pytest.fixture(scope="module")
-def inventory(tmp_path_factory):
-    path = tmp_path_factory.mktemp("inv") / "hosts.yml"
-    group_vars = {
-        # Production on purpose: the restore must be confirmed.
-        "stackops_environment": "production",
-        "postgres_users": [
-            {"name": "app", "password": APP, "db": "app"},
-            {"name": "billing", "password": "molecule-billing-password-0123", "db": "billing"},
-        ],
-        "postgres_databases": [{"name": "app", "owner": "app"}, {"name": "billing", "owner": "billing"}],
-    }
-    hosts = {
-        INSTANCE: {"ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3"}
-    }
-    path.write_text(yaml.safe_dump({"all": {"children": {"postgres": {"hosts": hosts, "vars": group_vars}}}}))
-    return path
-
-
-def play(inventory, name, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    argv = ["ansible-playbook", "-i", str(inventory), str(REPO / "playbooks" / name)]
-    for item in extra:
-        argv += ["-e", item]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+from conftest import APP, admin_sql, play
 
 
 def test_backup_then_restore(host, inventory):

@@ -8,48 +8,17 @@ TCP, so every module call exercises the PGPASSWORD path.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
 import pytest
-from pg_helpers import PG_BIN, TEST_PASSWORD, TEST_USER, Cluster, as_postgres, free_port
+from pg_helpers import PG_BIN, qi, throwaway_cluster
+from s3_helpers import bucket, moto_s3  # noqa: F401 - the off-site tests' S3 endpoint (moto) fixtures
 
 
 @pytest.fixture(scope="session")
 def pg_cluster():
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL 15 binaries not found in {PG_BIN}")
-    root = Path(tempfile.mkdtemp(prefix="stackops-pg-it-"))
-    root.chmod(0o755)
-    data = root / "data"
-    (root / "sock").mkdir()
-    shutil.chown(root / "sock", "postgres", "postgres")
-    shutil.chown(root, "postgres", "postgres")
-    port = free_port()
-    started = False
-    try:
-        as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                     "--encoding=UTF8", "--locale=C.UTF-8"])
-        (data / "pg_hba.conf").write_text(
-            "local all postgres trust\n"
-            "local all all scram-sha-256\n"
-            "host all all 127.0.0.1/32 scram-sha-256\n"
-        )
-        as_postgres([
-            str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "postgres.log"), "-w", "-t", "60",
-            "-o", f"-p {port} -k {root / 'sock'} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
-        ])
-        started = True
-        cluster = Cluster(root=root, port=port)
-        cluster.psql(f"CREATE ROLE {TEST_USER} LOGIN CREATEDB PASSWORD '{TEST_PASSWORD}';", superuser=True)
+    with throwaway_cluster() as cluster:
         yield cluster
-    finally:
-        if started:
-            subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data),
-                            "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -57,3 +26,15 @@ def backup_root(tmp_path):
     path = tmp_path / "backups"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def bench_db(pg_cluster, request):
+    """A fresh pgbench database per test, dropped afterwards with any copies the test made."""
+    short = request.node.name.split("[")[0].removeprefix("test_")[:20]
+    name = f"it_{short}_{abs(hash(request.node.name)) % 10000}"
+    pg_cluster.pgbench_init(name)
+    yield name
+    for db in pg_cluster.databases():
+        if db.startswith(name):
+            pg_cluster.psql(f"DROP DATABASE IF EXISTS {qi(db)} WITH (FORCE);", superuser=True)

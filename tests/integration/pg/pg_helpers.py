@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 PG_BIN = Path(os.environ.get("STACKOPS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 TEST_USER = "stackops"
 TEST_PASSWORD = "s3cret-Pa55-for-tests"  # throwaway cluster, never reused
@@ -99,3 +106,60 @@ def module_play(module: str, args: dict, name: str = "run", register: str | None
 
 def failure_message(run) -> str:
     return " ".join(str(e["res"].get("msg", "")) for e in run.results if e["event"] == "runner_on_failed")
+
+
+@contextmanager
+def throwaway_cluster(prefix: str = "stackops-pg-it-", test_user: bool = True) -> Iterator[Cluster]:
+    """A PostgreSQL cluster as the postgres OS user in a temporary directory, on 127.0.0.1 and a free port.
+
+    Its socket is in the same directory; local postgres is trusted, everyone else uses SCRAM. The test role
+    ``stackops`` logs in with a password over TCP. Stopped and removed afterwards, even when the test fails.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    data = root / "data"
+    (root / "sock").mkdir()
+    shutil.chown(root / "sock", "postgres", "postgres")
+    shutil.chown(root, "postgres", "postgres")
+    port = free_port()
+    started = False
+    try:
+        as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                     "--encoding=UTF8", "--locale=C.UTF-8"])
+        (data / "pg_hba.conf").write_text(
+            "local all postgres trust\n"
+            "local all all scram-sha-256\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        as_postgres([
+            str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "postgres.log"), "-w", "-t", "60",
+            "-o", f"-p {port} -k {root / 'sock'} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+        ])
+        started = True
+        cluster = Cluster(root=root, port=port)
+        if test_user:
+            cluster.psql(f"CREATE ROLE {TEST_USER} LOGIN CREATEDB PASSWORD '{TEST_PASSWORD}';", superuser=True)
+        yield cluster
+    finally:
+        if started:
+            subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data),
+                            "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def install_like_the_role(dest: Path) -> Path:
+    """Copy the backup program as roles/postgres/tasks/backup.yml installs it: only the module_utils files
+    named in _postgres_backup_modules, in their package layout under ``dest``. Returns ``dest`` (the PYTHONPATH
+    the units use), so a program that imports a file the role does not install fails here as on the host."""
+    role_vars = yaml.safe_load((REPO_ROOT / "roles" / "postgres" / "vars" / "main.yml").read_text())
+    package = dest / role_vars["_postgres_backup_package"].replace(".", "/")
+    package.mkdir(parents=True)
+    for name in role_vars["_postgres_backup_modules"]:
+        shutil.copy2(REPO_ROOT / "plugins" / "module_utils" / f"{name}.py", package / f"{name}.py")
+    return dest
+
+
+def installed_env(dest: Path, **extra: str) -> dict[str, str]:
+    """The environment of the backup and drill units: the installed package first, nothing else of ours."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SERVICE_RESULT", "PGPASSWORD")}
+    return {**env, "PYTHONPATH": str(dest), "PYTHONDONTWRITEBYTECODE": "1", **extra}

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pg_helpers import PG_BIN, failure_message, module_play, qi
+from pg_helpers import PG_BIN, failure_message, install_like_the_role, installed_env, module_play, qi
 
 
 def backup(playbook, cluster, root, database, check=False, **options):
@@ -66,18 +66,6 @@ def write_script(path: Path, body: str) -> str:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
     return str(path)
-
-
-@pytest.fixture
-def bench_db(pg_cluster, request):
-    """A fresh pgbench database per test, dropped afterwards with any copies the test made."""
-    short = request.node.name.split("[")[0].removeprefix("test_")[:20]
-    name = f"it_{short}_{abs(hash(request.node.name)) % 10000}"
-    pg_cluster.pgbench_init(name)
-    yield name
-    for db in pg_cluster.databases():
-        if db.startswith(name):
-            pg_cluster.psql(f"DROP DATABASE IF EXISTS {qi(db)} WITH (FORCE);", superuser=True)
 
 
 @pytest.mark.parametrize("fmt", ["custom", "directory"])
@@ -254,7 +242,7 @@ def test_killed_dump_leaves_no_backup_and_retention_keeps_good_ones(playbook, pg
     assert complete_backups(backup_root, bench_db) == [Path(res["path"]).name]
     assert sorted(Path(p).name for p in res["pruned"]) == good
     assert sorted(p.name for p in (backup_root / bench_db).iterdir()) == sorted(
-        [".lock", Path(res["path"]).name, Path(res["manifest_path"]).name]
+        [".lock", Path(res["path"]).name, Path(res["manifest_path"]).name, Path(res["globals_path"]).name]
     )
 
 
@@ -359,8 +347,9 @@ def test_wrong_password_fails_without_echoing_it(playbook, pg_cluster, backup_ro
 
 
 def test_core_script_entry_point_matches_module_layout(pg_cluster, backup_root, bench_db, tmp_path):
-    """The systemd timer runs the module_utils file as a script with a JSON config."""
-    core = Path(__file__).resolve().parents[3] / "plugins" / "module_utils" / "pg_backup_core.py"
+    """The systemd timer runs the module_utils the role installs (python3 -m, PYTHONPATH) with a JSON config."""
+    installed = install_like_the_role(tmp_path / "lib")
+    core = ["-m", "ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core"]
     passfile = tmp_path / "pgpass"
     passfile.write_text(f"127.0.0.1:{pg_cluster.port}:*:{pg_cluster.user}:{pg_cluster.password}\n")
     passfile.chmod(0o600)
@@ -368,9 +357,9 @@ def test_core_script_entry_point_matches_module_layout(pg_cluster, backup_root, 
     conn = {k: v for k, v in pg_cluster.conn().items() if k != "password"}
     config.write_text(json.dumps({"database": bench_db, "backup_dir": str(backup_root), "passfile": str(passfile),
                                   "keep_last": 1, **conn}))
-    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-    proc = subprocess.run([sys.executable, str(core), "--config", str(config)], capture_output=True, text=True,
-                          env=env, check=False)
+    env = installed_env(installed)
+    proc = subprocess.run([sys.executable, *core, "--config", str(config)], capture_output=True, text=True,
+                          env=env, check=False, cwd=str(installed))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert complete_backups(backup_root, bench_db) == [Path(result["path"]).name]
@@ -378,7 +367,7 @@ def test_core_script_entry_point_matches_module_layout(pg_cluster, backup_root, 
 
     config.write_text(json.dumps({"database": "no_such_db", "backup_dir": str(backup_root),
                                   "passfile": str(passfile), **conn}))
-    proc = subprocess.run([sys.executable, str(core), "--config", str(config)], capture_output=True, text=True,
-                          env=env, check=False)
+    proc = subprocess.run([sys.executable, *core, "--config", str(config)], capture_output=True, text=True,
+                          env=env, check=False, cwd=str(installed))
     assert proc.returncode != 0 and 'database "no_such_db" does not exist' in proc.stderr
     assert proc.stdout == ""

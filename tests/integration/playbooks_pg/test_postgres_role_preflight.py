@@ -55,6 +55,8 @@ def hba(method, **extra):
         ({"postgres_users": [GOOD_USER], "postgres_databases": [{"name": "app", "owner": "nobody"}]}, "app"),
         ({"postgres_users": [GOOD_USER], "postgres_databases": [{"name": "other"}]}, "db app is not in"),
         ({"postgres_backup_format": "tar"}, "postgres_backup_format"),
+        ({"postgres_drill_max_disk_share": 0}, "postgres_drill_max_disk_share=0 (above 0, at most 1)"),
+        ({"postgres_drill_databases": ["billing"]}, "drill only databases that are backed up: ['app']"),
     ],
     ids=[
         "trust",
@@ -70,6 +72,8 @@ def hba(method, **extra):
         "unknown-owner",
         "unmanaged-db",
         "bad-backup-format",
+        "drill-disk-share-zero",
+        "drill-unbacked-db",
     ],
 )
 def test_bad_input_refused_and_nothing_changed(playbook, role_vars, named):

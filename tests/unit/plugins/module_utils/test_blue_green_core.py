@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -332,33 +331,6 @@ def test_nginx_argv(overrides, test_argv, reload_argv):
 )
 def test_health_url_for(overrides, url):
     assert core.health_url_for(validate_params(params(**overrides)), "green") == url
-
-
-# ---------------------------------------------------------------- atomic files
-
-
-def test_atomic_write_keeps_mode_and_leaves_no_temp(tmp_path):
-    path = tmp_path / "up.conf"
-    path.write_text("old")
-    os.chmod(path, 0o640)
-    core.atomic_write(str(path), "new")
-    assert path.read_text() == "new"
-    assert (os.stat(path).st_mode & 0o777) == 0o640
-    assert os.listdir(tmp_path) == ["up.conf"]
-
-
-def test_atomic_write_cleans_up_on_failure(tmp_path, monkeypatch):
-    path = tmp_path / "up.conf"
-    path.write_text("old")
-
-    def boom(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(core.os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
-        core.atomic_write(str(path), "new")
-    assert path.read_text() == "old"
-    assert os.listdir(tmp_path) == ["up.conf"]
 
 
 # ---------------------------------------------------------------- the whole switch, with fakes

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as core
-from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import PgBackupError
+from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_manifest as pbm
+from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_metrics as bmetrics
+from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_retention as retention
+from ansible_collections.stackops.platform.plugins.module_utils import pg_client as client
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import PgBackupError
+from ansible_collections.stackops.platform.tests.unit.plugins.pg_fakes import add_standins
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 2, 20, 5, 12, 28, tzinfo=UTC)
@@ -19,7 +24,7 @@ SECRET = "pa55-w0rd-never-in-argv"
 
 
 def ts(days_ago=0, hours_ago=0):
-    return core.format_timestamp(NOW - datetime.timedelta(days=days_ago, hours=hours_ago))
+    return pbm.format_timestamp(NOW - datetime.timedelta(days=days_ago, hours=hours_ago))
 
 
 def entry(name_ts, ext="dump"):
@@ -39,13 +44,13 @@ def entry(name_ts, ext="dump"):
     ],
 )
 def test_backup_name(database, fmt, expected):
-    assert core.backup_name(database, core.format_timestamp(NOW), fmt) == expected
-    assert core.parse_backup_name(database, expected) == ("20260220T051228Z", fmt)
+    assert pbm.backup_name(database, pbm.format_timestamp(NOW), fmt) == expected
+    assert pbm.parse_backup_name(database, expected) == ("20260220T051228Z", fmt)
 
 
 def test_backup_name_rejects_unknown_format():
     with pytest.raises(PgBackupError, match="format 'tar' is not supported"):
-        core.backup_name("app", "20260220T051228Z", "tar")
+        pbm.backup_name("app", "20260220T051228Z", "tar")
 
 
 @pytest.mark.parametrize(
@@ -63,23 +68,23 @@ def test_backup_name_rejects_unknown_format():
     ],
 )
 def test_parse_backup_name_rejects_non_backups(name):
-    assert core.parse_backup_name("app", name) is None
+    assert pbm.parse_backup_name("app", name) is None
 
 
 def test_parse_backup_name_escapes_regex_characters():
-    assert core.parse_backup_name("a.b", "axb_20260220T051228Z.dump") is None
-    assert core.parse_backup_name("a.b", "a.b_20260220T051228Z.dump") == ("20260220T051228Z", "custom")
+    assert pbm.parse_backup_name("a.b", "axb_20260220T051228Z.dump") is None
+    assert pbm.parse_backup_name("a.b", "a.b_20260220T051228Z.dump") == ("20260220T051228Z", "custom")
 
 
 def test_partial_and_manifest_names():
-    assert core.partial_name("app_20260220T051228Z.dump") == ".app_20260220T051228Z.dump.partial"
-    assert core.manifest_name("app_20260220T051228Z.dir") == "app_20260220T051228Z.dir.manifest.json"
+    assert pbm.partial_name("app_20260220T051228Z.dump") == ".app_20260220T051228Z.dump.partial"
+    assert pbm.manifest_name("app_20260220T051228Z.dir") == "app_20260220T051228Z.dir.manifest.json"
 
 
 @pytest.mark.parametrize("database", ["", "a/b", "..", ".", ".hidden", "nul\x00", "x" * 64])
 def test_validate_database_name_rejects(database):
     with pytest.raises(PgBackupError):
-        core.validate_database_name(database)
+        pbm.validate_database_name(database)
 
 
 # ----------------------------------------------------------------------------- quoting
@@ -96,13 +101,13 @@ def test_validate_database_name_rejects(database):
     ],
 )
 def test_quote_ident(name, quoted):
-    assert core.quote_ident(name) == quoted
+    assert pbm.quote_ident(name) == quoted
 
 
 @pytest.mark.parametrize("name", ["", "a\x00b", None])
 def test_quote_ident_rejects(name):
     with pytest.raises(PgBackupError):
-        core.quote_ident(name)
+        pbm.quote_ident(name)
 
 
 @pytest.mark.parametrize(
@@ -115,7 +120,7 @@ def test_quote_ident_rejects(name):
     ],
 )
 def test_quote_literal(value, quoted):
-    assert core.quote_literal(value) == quoted
+    assert pbm.quote_literal(value) == quoted
 
 
 @pytest.mark.parametrize(
@@ -128,14 +133,16 @@ def test_quote_literal(value, quoted):
     ],
 )
 def test_conninfo_dbname(database, conninfo):
-    assert core.conninfo_dbname(database) == conninfo
+    assert pbm.conninfo_dbname(database) == conninfo
 
 
 # ----------------------------------------------------------------------------- argv and environment
 
 
 def dump_params(**overrides):
-    params = core.normalize_params({"database": "app", "backup_dir": "/b", "password": SECRET, **overrides})
+    params = client.normalize_params(
+        {"database": "app", "backup_dir": "/b", "password": SECRET, **overrides}, core.BACKUP_OPTIONS
+    )
     return params
 
 
@@ -171,7 +178,7 @@ def test_build_pg_dump_argv(overrides, present, absent):
     ],
 )
 def test_client_env(params, expected):
-    env = core.client_env(params, base={"PATH": "/bin"})
+    env = client.client_env(params, base={"PATH": "/bin"})
     for key, value in expected.items():
         assert env[key] == value
     if "password" not in params:
@@ -180,8 +187,8 @@ def test_client_env(params, expected):
 
 
 def test_redact_hides_password():
-    assert SECRET not in core.redact(f"error: {SECRET} rejected", {"password": SECRET})
-    assert core.redact("  plain  ", {}) == "plain"
+    assert SECRET not in client.redact(f"error: {SECRET} rejected", {"password": SECRET})
+    assert client.redact("  plain  ", {}) == "plain"
 
 
 # ----------------------------------------------------------------------------- parameter checks
@@ -194,8 +201,8 @@ def test_redact_hides_password():
         ({"jobs": 4}, "jobs=4 needs format=directory"),
         ({"jobs": 0}, "jobs must be 1 or more"),
         ({"compress": 10}, "compress must be between 0 and 9, got 10"),
-        ({"keep_last": 0}, "keep_last must be 1 or more"),
-        ({"keep_days": -1}, "keep_days must be 1 or more"),
+        ({"keep_last": 0}, "retention keep_last=0 keeps nothing"),
+        ({"keep_days": -1}, "keep_days must be 0 or more, got -1"),
         ({"keep_last": "three"}, "keep_last must be an integer, got 'three'"),
         ({"verify": "yes"}, "verify must be true or false"),
         ({"database": "a/b"}, "database 'a/b' cannot be used"),
@@ -234,13 +241,13 @@ def test_check_backup_params_missing_backup_dir(tmp_path):
 )
 def test_select_prune(ages_days, keep_last, keep_days, pruned_idx):
     backups = [entry(ts(days_ago=age)) for age in ages_days]
-    pruned = core.select_prune(backups, keep_last, keep_days, now=NOW)
+    pruned = retention.select_prune(backups, keep_last, keep_days, now=NOW)
     assert [b["name"] for b in pruned] == [backups[i]["name"] for i in pruned_idx]
 
 
 def test_select_prune_never_prunes_newest_or_protected_whatever_the_order():
     backups = [entry(ts(days_ago=d)) for d in (30, 10, 20)]  # newest (10 days) is in the middle
-    pruned = core.select_prune(backups, keep_last=1, keep_days=1, now=NOW, protect={backups[0]["name"]})
+    pruned = retention.select_prune(backups, keep_last=1, keep_days=1, now=NOW, protect={backups[0]["name"]})
     assert [b["name"] for b in pruned] == [backups[2]["name"]]
 
 
@@ -252,7 +259,7 @@ def write_backup(db_dir, name, manifest_name=None, data=b"PGDMP data", with_mani
     else:
         path.write_bytes(data)
     if with_manifest:
-        sha, size, files = core.hash_backup(str(path))
+        sha, size, files = pbm.hash_backup(str(path))
         manifest = {"name": manifest_name or name, "sha256": sha, "size": size}
         if files is not None:
             manifest["files"] = files
@@ -273,9 +280,9 @@ def test_list_backups_counts_only_complete_backups(tmp_path):
     (db_dir / "app_20260107T000000Z.dump").write_bytes(b"x")
     (db_dir / "app_20260108T000000Z.dir").write_bytes(b"a file named like a directory backup")
     (db_dir / "app_20260108T000000Z.dir.manifest.json").write_text('{"name": "app_20260108T000000Z.dir"}')
-    names = [b["name"] for b in core.list_backups(str(db_dir), "app")]
+    names = [b["name"] for b in pbm.list_backups(str(db_dir), "app")]
     assert names == ["app_20260102T000000Z.dir", "app_20260101T000000Z.dump"]
-    assert core.list_backups(str(tmp_path / "missing"), "app") == []
+    assert pbm.list_backups(str(tmp_path / "missing"), "app") == []
 
 
 def test_delete_backup_and_clean_stale(tmp_path):
@@ -286,15 +293,15 @@ def test_delete_backup_and_clean_stale(tmp_path):
     (db_dir / ".app_20260105T000000Z.dir.partial").mkdir()
     (db_dir / ".app_20260101T000000Z.dump.deleting").write_bytes(b"x")
     keep = write_backup(db_dir, "app_20260103T000000Z.dump")
-    backup = core.list_backups(str(db_dir), "app")[1]
-    core.delete_backup(backup)
+    backup = pbm.list_backups(str(db_dir), "app")[1]
+    retention.delete_backup(backup)
     assert not path.exists() and not (db_dir / (path.name + ".manifest.json")).exists()
     orphans = ["app_20260104T000000Z.dump.manifest.json", "app_20260106T000000Z.dump"]
     for orphan in orphans:  # never counted as backups, never deleted either
         (db_dir / orphan).write_bytes(b"{}")
     removed = core.clean_stale(str(db_dir))
     assert len(removed) == 3
-    assert [b["name"] for b in core.list_backups(str(db_dir), "app")] == [keep.name]
+    assert [b["name"] for b in pbm.list_backups(str(db_dir), "app")] == [keep.name]
     for orphan in orphans:
         (db_dir / orphan).unlink()
     assert sorted(p.name for p in db_dir.iterdir()) == [keep.name, keep.name + ".manifest.json"]
@@ -304,17 +311,17 @@ def test_delete_backup_and_clean_stale(tmp_path):
 
 
 def test_hash_file_and_directory_digest(tmp_path):
-    data = os.urandom(3 * core.HASH_BUFFER // 2)
+    data = os.urandom(3 * pbm.HASH_BUFFER // 2)
     (tmp_path / "f").write_bytes(data)
-    assert core.hash_backup(str(tmp_path / "f")) == (hashlib.sha256(data).hexdigest(), len(data), None)
+    assert pbm.hash_backup(str(tmp_path / "f")) == (hashlib.sha256(data).hexdigest(), len(data), None)
     folder = tmp_path / "d"
     (folder / "sub").mkdir(parents=True)
     (folder / "toc.dat").write_bytes(b"toc")
     (folder / "sub" / "1.dat.gz").write_bytes(b"one")
-    sha, size, files = core.hash_backup(str(folder), fsync=True)
+    sha, size, files = pbm.hash_backup(str(folder), fsync=True)
     assert files == {"toc.dat": hashlib.sha256(b"toc").hexdigest(), "sub/1.dat.gz": hashlib.sha256(b"one").hexdigest()}
     assert size == 6
-    assert sha == core.directory_digest(files)
+    assert sha == pbm.directory_digest(files)
     lines = f"{files['sub/1.dat.gz']}  sub/1.dat.gz\n{files['toc.dat']}  toc.dat\n"
     assert sha == hashlib.sha256(lines.encode()).hexdigest()
 
@@ -324,34 +331,34 @@ def test_verify_against_manifest_names_the_bad_file(tmp_path):
     folder.mkdir()
     (folder / "toc.dat").write_bytes(b"toc")
     (folder / "3.dat.gz").write_bytes(b"rows")
-    sha, _size, files = core.hash_backup(str(folder))
+    sha, _size, files = pbm.hash_backup(str(folder))
     manifest = {"sha256": sha, "files": files}
-    assert core.verify_against_manifest(str(folder), manifest)[0] == sha
+    assert pbm.verify_against_manifest(str(folder), manifest)[0] == sha
     (folder / "3.dat.gz").write_bytes(b"rowz")
     with pytest.raises(PgBackupError, match=r"3\.dat\.gz: sha256 mismatch"):
-        core.verify_against_manifest(str(folder), manifest)
+        pbm.verify_against_manifest(str(folder), manifest)
     single = tmp_path / "x.dump"
     single.write_bytes(b"abc")
     with pytest.raises(PgBackupError, match=f"checksum verification failed for {single}"):
-        core.verify_against_manifest(str(single), {"sha256": "0" * 64})
+        pbm.verify_against_manifest(str(single), {"sha256": "0" * 64})
     with pytest.raises(PgBackupError, match="has no sha256"):
-        core.verify_against_manifest(str(single), {})
+        pbm.verify_against_manifest(str(single), {})
 
 
 @pytest.mark.parametrize(("fmt", "files"), [("custom", None), ("directory", {"toc.dat": "ab" * 32})])
 def test_build_manifest(fmt, files):
-    params = core.normalize_params({"database": "app", "backup_dir": "/b", "format": fmt, "compress": 5,
-                                    "password": SECRET, "host": "db1", "port": 5432})
+    params = client.normalize_params({"database": "app", "backup_dir": "/b", "format": fmt, "compress": 5,
+                                      "password": SECRET, "host": "db1", "port": 5432}, core.BACKUP_OPTIONS)
     started = NOW
     finished = NOW + datetime.timedelta(seconds=12.5)
     archive = {"server_version": "15.18", "pg_dump_version": "15.18", "tables": 4}
-    manifest = core.build_manifest(params, "app_20260220T051228Z.dump", sha="cd" * 32, size=10, files=files,
-                                   started=started, finished=finished, archive=archive, pg_dump_version="15.18",
-                                   verified=True)
+    manifest = pbm.build_manifest(params, "app_20260220T051228Z.dump", sha="cd" * 32, size=10, files=files,
+                                  started=started, finished=finished, archive=archive, pg_dump_version="15.18",
+                                  verified=True)
     assert manifest["database"] == "app" and manifest["format"] == fmt and manifest["compress"] == 5
     assert manifest["duration"] == 12.5
     assert manifest["started_at"] == "2026-02-20T05:12:28+00:00"
-    assert manifest["tool"] == {"name": "stackops.platform.pg_backup", "version": core.TOOL_VERSION}
+    assert manifest["tool"] == {"name": "stackops.platform.pg_backup", "version": pbm.TOOL_VERSION}
     assert manifest["server_version"] == "15.18" and manifest["pg_dump_version"] == "15.18"
     assert manifest["host"]
     assert ("files" in manifest) == (files is not None)
@@ -367,7 +374,7 @@ def test_parse_archive_header():
         "3358; 0 16392 TABLE DATA public pgbench_accounts stackops\n"
         "3211; 2606 16407 CONSTRAINT public pgbench_accounts pgbench_accounts_pkey stackops\n"
     )
-    info = core.parse_archive_header(listing)
+    info = client.parse_archive_header(listing)
     assert info["tables"] == 2 and info["entries"] == 4 and info["dbname"] == "app"
     assert info["server_version"].startswith("15.18")
 
@@ -381,6 +388,7 @@ def fake_tools(tmp_path, dump_body):
     (bin_dir / "pg_dump").write_text("#!/bin/sh\n" + dump_body)
     (bin_dir / "pg_restore").write_text("#!/bin/sh\necho ';     Dumped from database version: 15.1'\n"
                                         "echo '1; 1 1 TABLE public t o'\n")
+    add_standins(bin_dir)
     for tool in ("pg_dump", "pg_restore"):
         (bin_dir / tool).chmod(0o755)
     return str(bin_dir)
@@ -412,7 +420,7 @@ def test_run_backup_publishes_atomically_and_prunes(tmp_path):
     with open(result["manifest_path"]) as handle:
         manifest = json.load(handle)
     assert manifest["sha256"] == result["sha256"] and manifest["server_version"] == "15.1"
-    assert [b["name"] for b in core.list_backups(str(db_dir), "app")] == [result["name"], old[1].name]
+    assert [b["name"] for b in pbm.list_backups(str(db_dir), "app")] == [result["name"], old[1].name]
     assert not [p for p in db_dir.iterdir() if p.name.endswith((".partial", ".tmp", ".deleting"))]
 
 
@@ -467,9 +475,9 @@ def test_second_concurrent_backup_is_refused(tmp_path):
     (backups / "app").mkdir(parents=True)
     params = {"database": "app", "backup_dir": str(backups), "bin_dir": fake_tools(tmp_path, GOOD_DUMP),
               "password": SECRET}
-    with core.BackupLock(str(backups / "app")), pytest.raises(PgBackupError, match="another backup is running"):
+    with core.backup_lock(str(backups / "app")), pytest.raises(PgBackupError, match="another backup is running"):
         core.run_backup(params)
-    assert core.list_backups(str(backups / "app"), "app") == []
+    assert pbm.list_backups(str(backups / "app"), "app") == []
     assert core.run_backup(params)["path"]
 
 
@@ -480,7 +488,7 @@ def test_same_second_runs_get_distinct_names(tmp_path):
               "password": SECRET}
     first, second = core.run_backup(params), core.run_backup(params)
     assert first["name"] != second["name"]
-    assert len(core.list_backups(str(backups / "app"), "app")) == 2
+    assert len(pbm.list_backups(str(backups / "app"), "app")) == 2
 
 
 def test_plan_in_the_same_second_as_a_backup_counts_the_new_one(tmp_path):
@@ -525,11 +533,11 @@ def test_write_backup_metrics_exact_output(tmp_path):
     (db_dir / ".app_20260220T051000Z.dump.partial").write_bytes(b"PGDMP")
     metrics = tmp_path / "textfile"
     metrics.mkdir()
-    path = core.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", True, now=NOW)
+    path = bmetrics.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", True, now=NOW)
     assert path == str(metrics / "stackops_pg_backup_app.prom")
     finished = datetime.datetime(2026, 2, 20, 2, 30, 12, 500000, tzinfo=UTC).timestamp()
     assert finished == 1771554612.5
-    help_text = core.METRIC_HELP
+    help_text = bmetrics.METRIC_HELP
     expected = []
     for key, value in [
         ("last_success_timestamp_seconds", "1771554612.5"),
@@ -550,7 +558,7 @@ def test_metrics_without_finished_at_fall_back_to_the_backup_name(tmp_path):
     db_dir = tmp_path / "app"
     db_dir.mkdir()
     write_backup(db_dir, "app_20260220T023000Z.dump")
-    values = core.backup_metrics(str(db_dir), "app", True, now=NOW)
+    values = bmetrics.backup_metrics(str(db_dir), "app", True, now=NOW)
     assert values["last_success_timestamp_seconds"] == datetime.datetime(2026, 2, 20, 2, 30, tzinfo=UTC).timestamp()
     assert values["count"] == 1
     assert "last_duration_seconds" not in values  # the manifest has no duration
@@ -560,7 +568,7 @@ def test_metrics_without_backups_omit_last_success(tmp_path):
     metrics = tmp_path / "textfile"
     metrics.mkdir()
     # The database directory does not even exist yet (first run failed before creating it).
-    path = core.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", False, now=NOW)
+    path = bmetrics.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", False, now=NOW)
     text = Path(path).read_text()
     for key in ("last_success_timestamp_seconds", "last_size_bytes", "last_duration_seconds"):
         assert f"stackops_pg_backup_{key}" not in text  # absent() in the alert rule must still fire
@@ -578,7 +586,7 @@ def test_failed_run_keeps_the_last_success_from_disk(tmp_path):
     write_finished_backup(db_dir, "app_20260219T023000Z.dump", "2026-02-19T02:30:05+00:00", 10, 5)
     metrics = tmp_path / "textfile"
     later = NOW + datetime.timedelta(days=1)
-    core.write_backup_metrics(str(metrics), str(backups), "app", False, now=later)
+    bmetrics.write_backup_metrics(str(metrics), str(backups), "app", False, now=later)
     lines = metrics_lines(metrics / "stackops_pg_backup_app.prom")
     assert 'stackops_pg_backup_last_success_timestamp_seconds{database="app"} 1771468205.0' in lines
     assert 'stackops_pg_backup_last_run_success{database="app"} 0' in lines
@@ -596,7 +604,7 @@ def test_metrics_after_a_real_run_match_its_manifest(tmp_path):
         "password": SECRET,
     }
     result = core.run_backup(params)
-    values = core.backup_metrics(str(backups / "app"), "app", True)
+    values = bmetrics.backup_metrics(str(backups / "app"), "app", True)
     finished = datetime.datetime.fromisoformat(result["manifest"]["finished_at"]).timestamp()
     assert values["last_success_timestamp_seconds"] == finished
     assert values["last_size_bytes"] == len(b"PGDMP fake dump")
@@ -605,8 +613,8 @@ def test_metrics_after_a_real_run_match_its_manifest(tmp_path):
 
 def test_metrics_label_value_is_escaped(tmp_path):
     database = 'we"ird\\db'
-    assert core.escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
-    path = core.write_backup_metrics(str(tmp_path), str(tmp_path / "backups"), database, True, now=NOW)
+    assert bmetrics.escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    path = bmetrics.write_backup_metrics(str(tmp_path), str(tmp_path / "backups"), database, True, now=NOW)
     assert os.path.basename(path) == f"stackops_pg_backup_{database}.prom"
     assert 'stackops_pg_backup_count{database="we\\"ird\\\\db"} 0' in metrics_lines(tmp_path / os.path.basename(path))
 
@@ -615,7 +623,7 @@ def test_metrics_write_is_atomic_and_world_readable(tmp_path, monkeypatch):
     metrics = tmp_path / "textfile"
     old_umask = os.umask(0o077)  # what the backup unit runs with
     try:
-        path = core.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", True, now=NOW)
+        path = bmetrics.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", True, now=NOW)
     finally:
         os.umask(old_umask)
     assert os.stat(metrics).st_mode & 0o777 == 0o755
@@ -633,7 +641,7 @@ def test_metrics_write_is_atomic_and_world_readable(tmp_path, monkeypatch):
 
     monkeypatch.setattr(core.os, "replace", failing_replace)
     with pytest.raises(PgBackupError, match=f"cannot write backup metrics {path} .*No space left on device"):
-        core.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", False, now=NOW)
+        bmetrics.write_backup_metrics(str(metrics), str(tmp_path / "backups"), "app", False, now=NOW)
     assert seen
     assert os.listdir(metrics) == ["stackops_pg_backup_app.prom"]  # temp file removed
     assert Path(path).read_text() == before  # the previous file still stands
@@ -643,12 +651,12 @@ def test_metrics_bad_directory_names_the_path(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("x")
     with pytest.raises(PgBackupError, match=f"metrics directory {afile} exists but is not a directory"):
-        core.write_backup_metrics(str(afile), str(tmp_path), "app", True)
+        bmetrics.write_backup_metrics(str(afile), str(tmp_path), "app", True)
     below = afile / "sub"
     with pytest.raises(PgBackupError, match=f"directory {below}\\)"):
-        core.write_backup_metrics(str(below), str(tmp_path), "app", True)
+        bmetrics.write_backup_metrics(str(below), str(tmp_path), "app", True)
     with pytest.raises(PgBackupError, match="cannot be used as a directory name"):
-        core.write_backup_metrics(str(tmp_path), str(tmp_path), "../x", True)
+        bmetrics.write_backup_metrics(str(tmp_path), str(tmp_path), "../x", True)
 
 
 @pytest.mark.parametrize(
@@ -663,12 +671,12 @@ def test_metrics_bad_directory_names_the_path(tmp_path):
     ],
 )
 def test_run_result_from(option, environ, expected):
-    assert core.run_result_from(option, environ) is expected
+    assert bmetrics.run_result_from(option, environ) is expected
 
 
 def test_run_result_needs_a_source():
     with pytest.raises(PgBackupError, match="--run-result success\\|failure"):
-        core.run_result_from(None, {})
+        bmetrics.run_result_from(None, {})
 
 
 def test_script_main_write_metrics(tmp_path, capsys, monkeypatch):
@@ -702,3 +710,26 @@ def test_script_main_write_metrics(tmp_path, capsys, monkeypatch):
         with pytest.raises(SystemExit) as excinfo:
             core.main(["--config", str(config), *argv])
         assert excinfo.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "psql_body",
+    [
+        'echo "psql: error: connection to server failed: password pa55-w0rd-never-in-argv rejected" >&2; exit 2\n',
+        # The session starts, then the count query fails (a table the backup user may not read).
+        'while IFS= read -r line; do case "$line" in *pg_export_snapshot*) echo 00000003-1B-1;;'
+        ' *is_superuser*) echo off;; *json_object_agg*) echo "ERROR:  permission denied for table'
+        ' pa55-w0rd-never-in-argv" >&2; exit 3;; esac; done\n',
+    ],
+    ids=["no-connection", "count-refused"],
+)
+def test_snapshot_session_failure_reports_psql_and_leaves_nothing(tmp_path, psql_body):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    bin_dir = fake_tools(tmp_path, GOOD_DUMP)
+    (Path(bin_dir) / "psql").write_text("#!/bin/sh\n" + psql_body)
+    params = {"database": "app", "backup_dir": str(backups), "bin_dir": bin_dir, "password": SECRET}
+    with pytest.raises(PgBackupError, match=r"row counts of app: psql failed: .*(connection|permission).*\*{8}") as err:
+        core.run_backup(params)
+    assert SECRET not in str(err.value)
+    assert sorted(p.name for p in (backups / "app").iterdir()) == [".lock"]

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_core as bcore
+from ansible_collections.stackops.platform.plugins.module_utils import pg_backup_manifest as bcore
 from ansible_collections.stackops.platform.plugins.module_utils import pg_restore_core as core
-from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import PgBackupError
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import PgBackupError
 
 NOW = datetime.datetime(2026, 2, 20, 5, 12, 28, tzinfo=datetime.UTC)
 SECRET = "restore-pa55-never-in-argv"
@@ -315,3 +315,77 @@ def test_source_resolution(tmp_path, tools_ok):
         core.resolve_source(core.check_restore_params(params(tmp_path, source=str(orphan))))
     with pytest.raises(PgBackupError, match="no complete backup"):
         core.resolve_source(core.check_restore_params(params(tmp_path, database="other")))
+
+
+# ----------------------------------------------------------------------------- globals
+
+GLOBALS_SQL = """SET default_transaction_read_only = off;
+CREATE ROLE app;
+ALTER ROLE app WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';
+CREATE ROLE postgres;
+ALTER ROLE postgres WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN REPLICATION BYPASSRLS;
+CREATE ROLE "we""ird role";
+GRANT "we""ird role" TO app GRANTED BY postgres;
+"""
+
+
+def test_globals_roles_and_script_skip_the_connecting_user():
+    assert core.globals_roles(GLOBALS_SQL) == ["app", "postgres", 'we"ird role']
+    script = core.globals_script(GLOBALS_SQL, "postgres")
+    assert "CREATE ROLE postgres;" not in script
+    assert "ALTER ROLE postgres WITH SUPERUSER" in script and "CREATE ROLE app;" in script
+
+
+class RolesServer(FakeRestorer):
+    psql = "/bin/psql"
+
+    def __init__(self, roles):
+        super().__init__({})
+        self.params = {"maintenance_db": "postgres"}
+        self.roles = roles
+
+    def sql(self, sql, dbname=None, what="psql"):
+        self.statements.append(sql)
+        return json.dumps({"current": "postgres", "roles": self.roles}) + "\n"
+
+
+def globals_backup(tmp_path, recorded=True):
+    path = make_backup(tmp_path)
+    globals_path = tmp_path / "backups" / "app" / (path.name + ".globals.sql")
+    globals_path.write_text(GLOBALS_SQL)
+    manifest_path = tmp_path / "backups" / "app" / (path.name + ".manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    if recorded:
+        sha, _size, _files = bcore.hash_backup(str(globals_path))
+        manifest["globals"] = {"file": globals_path.name, "sha256": sha, "role_passwords": True}
+    manifest_path.write_text(json.dumps(manifest))
+    return path, manifest, globals_path
+
+
+def test_plan_globals_on_an_empty_cluster(tmp_path):
+    path, manifest, globals_path = globals_backup(tmp_path)
+    plan = core.plan_globals(RolesServer(["postgres"]), str(path), manifest)
+    assert plan["roles"] == ["app", 'we"ird role'] and plan["path"] == str(globals_path)
+    assert plan["tablespaces"] is False and plan["role_passwords"] is True
+
+
+def test_plan_globals_refuses_a_cluster_with_those_roles(tmp_path):
+    path, manifest, _globals = globals_backup(tmp_path)
+    server = RolesServer(["postgres", "app", "other"])
+    with pytest.raises(PgBackupError, match=r"empty cluster, but roles app of .* already exist.*Nothing was changed"):
+        core.plan_globals(server, str(path), manifest)
+
+
+def test_plan_globals_refuses_a_backup_without_globals(tmp_path):
+    path, manifest, _globals = globals_backup(tmp_path, recorded=False)
+    with pytest.raises(PgBackupError, match="has no globals"):
+        core.plan_globals(RolesServer(["postgres"]), str(path), manifest)
+
+
+def test_apply_globals_runs_in_one_transaction(tmp_path, tools_ok):
+    path, manifest, _globals = globals_backup(tmp_path)
+    server = RolesServer(["postgres"])
+    core.apply_globals(server, core.plan_globals(server, str(path), manifest))
+    assert tools_ok[0][:2] == ["/bin/psql", "--single-transaction"]
+    core.apply_globals(server, {**core.plan_globals(server, str(path), manifest), "tablespaces": True})
+    assert "--single-transaction" not in tools_ok[1]

@@ -13,8 +13,9 @@ import zipfile
 
 import pytest
 
+from ansible_collections.stackops.platform.plugins.module_utils import release_archive
 from ansible_collections.stackops.platform.plugins.module_utils import release_core as core
-from ansible_collections.stackops.platform.plugins.module_utils.release_core import (
+from ansible_collections.stackops.platform.plugins.module_utils.release_names import (
     ReleaseError,
     check_link_target,
     check_member_path,
@@ -257,7 +258,7 @@ def test_link_target_rejected(name, target, fragment):
 def test_inspect_archive_rejects_unsafe_tar(tmp_path, members, fragment):
     archive = make_tar(tmp_path / "bad.tar.gz", members)
     with pytest.raises(ReleaseError) as info:
-        core.inspect_archive(str(archive))
+        release_archive.inspect_archive(str(archive))
     assert fragment in info.value.msg
     assert str(archive) in info.value.msg
 
@@ -265,7 +266,7 @@ def test_inspect_archive_rejects_unsafe_tar(tmp_path, members, fragment):
 def test_inspect_archive_rejects_unsafe_zip(tmp_path):
     archive = make_zip(tmp_path / "bad.zip", [("../x", b"1")])
     with pytest.raises(ReleaseError, match=r"contains '\.\.'"):
-        core.inspect_archive(str(archive))
+        release_archive.inspect_archive(str(archive))
 
 
 def test_inspect_archive_rejects_corrupt(tmp_path):
@@ -274,10 +275,10 @@ def test_inspect_archive_rejects_corrupt(tmp_path):
     data = good.read_bytes()
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(ReleaseError, match="corrupt or unreadable"):
-        core.inspect_archive(str(bad))
+        release_archive.inspect_archive(str(bad))
     (tmp_path / "junk.tgz").write_bytes(b"not an archive at all")
     with pytest.raises(ReleaseError, match="not a readable"):
-        core.inspect_archive(str(tmp_path / "junk.tgz"))
+        release_archive.inspect_archive(str(tmp_path / "junk.tgz"))
 
 
 @pytest.mark.parametrize("kind", ["tar", "zip"])
@@ -288,10 +289,10 @@ def test_extract_archive(tmp_path, kind):
         )
     else:
         archive = make_zip(tmp_path / "a.zip", [("app/x.txt", b"hello")])
-    assert core.inspect_archive(str(archive)) == kind
+    assert release_archive.inspect_archive(str(archive)) == kind
     dest = tmp_path / "dest"
     dest.mkdir()
-    core.extract_archive(str(archive), str(dest), kind)
+    release_archive.extract_archive(str(archive), str(dest), kind)
     assert (dest / "app" / "x.txt").read_bytes() == b"hello"
     if kind == "tar":
         assert os.readlink(dest / "app" / "link") == "x.txt"
@@ -300,10 +301,10 @@ def test_extract_archive(tmp_path, kind):
 def test_tree_digest_changes_with_content(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "f").write_text("1")
-    first = core.tree_digest(str(tmp_path))
-    assert core.tree_digest(str(tmp_path)) == first
+    first = release_archive.tree_digest(str(tmp_path))
+    assert release_archive.tree_digest(str(tmp_path)) == first
     (tmp_path / "a" / "f").write_text("2")
-    assert core.tree_digest(str(tmp_path)) != first
+    assert release_archive.tree_digest(str(tmp_path)) != first
 
 
 def deploy(root, src, release_id, **extra):
@@ -351,7 +352,7 @@ def test_directory_source_and_shared_paths(tmp_path):
     assert (root / "shared" / "logs").is_dir() and not (root / "shared" / "logs" / "old.log").exists()
     assert (root / "shared" / ".env").is_file()
     meta = json.loads((release / ".release-meta").read_text())
-    assert meta["sha256"] == core.tree_digest(str(src))
+    assert meta["sha256"] == release_archive.tree_digest(str(src))
     recorded = (meta["version"], meta["git_sha"], meta["deployed_by"], meta["source_type"])
     assert recorded == ("1.0", "abc", "ci", "directory")
     assert res["release_path"] == str(release)

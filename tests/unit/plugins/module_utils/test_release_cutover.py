@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from ansible_collections.stackops.platform.plugins.module_utils import release_core
+from ansible_collections.stackops.platform.plugins.module_utils import release_core, release_layout
 from ansible_collections.stackops.platform.plugins.module_utils import release_cutover as cut
 from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import (
     BlueGreenError,
@@ -17,7 +17,7 @@ from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core 
     dump_state,
     render_upstream,
 )
-from ansible_collections.stackops.platform.plugins.module_utils.release_core import ReleaseError
+from ansible_collections.stackops.platform.plugins.module_utils.release_names import ReleaseError
 
 UPSTREAMS = {"blue": "127.0.0.1:8001", "green": "127.0.0.1:8002"}
 
@@ -197,7 +197,7 @@ def test_both_colours_on_the_release_prefers_the_active_one(tree):
 
 def test_deploy_lock_held_fails_naming_the_holder(tree):
     before = snapshot(tree)
-    with release_core.DeployLock(str(tree["root"])), pytest.raises(ReleaseError, match="is locked by pid"):
+    with release_layout.deploy_lock(str(tree["root"])), pytest.raises(ReleaseError, match="is locked by pid"):
         cut.cutover(params(tree), Run(), fetch=Fetch(200))
     assert snapshot(tree) == before
 

@@ -10,6 +10,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import BACKUP_OPTIONS
 from ansible_collections.stackops.platform.plugins.modules import pg_backup
+from ansible_collections.stackops.platform.tests.unit.plugins.pg_fakes import add_standins
 
 SECRET = "module-pa55-never-echoed"
 
@@ -27,6 +28,7 @@ def fake_bin(tmp_path, dump_body):
     (bin_dir / "pg_restore").write_text("#!/bin/sh\necho ';     Dumped from database version: 15.1'\n")
     for tool in ("pg_dump", "pg_restore"):
         (bin_dir / tool).chmod(0o755)
+    add_standins(bin_dir)
     return str(bin_dir)
 
 
@@ -39,7 +41,7 @@ GOOD = (
 
 def test_argument_spec_matches_core_options():
     spec = pg_backup.argument_spec()
-    assert set(spec) == set(BACKUP_OPTIONS)
+    assert set(spec) == set(BACKUP_OPTIONS) | {"offsite"}
     assert spec["password"]["no_log"] is True
     for key, (_kind, default) in BACKUP_OPTIONS.items():
         assert spec[key].get("default") == default, key

@@ -7,7 +7,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_core import PgBackupError
+from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import PgBackupError
 from ansible_collections.stackops.platform.plugins.module_utils.pg_restore_core import RESTORE_OPTIONS
 from ansible_collections.stackops.platform.plugins.modules import pg_restore
 
@@ -20,7 +20,7 @@ def run_module(capsys, args):
 
 def test_argument_spec_matches_core_options():
     spec = pg_restore.argument_spec()
-    assert set(spec) == set(RESTORE_OPTIONS)
+    assert set(spec) == set(RESTORE_OPTIONS) | {"offsite", "offsite_identity", "offsite_identity_file", "download_dir"}
     assert spec["password"]["no_log"] is True
     for key, (_kind, default) in RESTORE_OPTIONS.items():
         assert spec[key].get("default") == default, key

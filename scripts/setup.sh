@@ -13,6 +13,8 @@ APT_PACKAGES=(python3-venv debootstrap docker.io rsync git shellcheck)
 [ "${1:-}" = --runtime ] || APT_PACKAGES+=(postgresql nginx wrk redis-tools)
 # Observability tests: Prometheus test instances (promtool backfill) and a node exporter test instance.
 [ "${1:-}" = --runtime ] || APT_PACKAGES+=(prometheus prometheus-node-exporter)
+# Off-site backup tests: age encrypts and decrypts the copies (moto, from the venv, is the test S3 endpoint).
+[ "${1:-}" = --runtime ] || APT_PACKAGES+=(age)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -81,7 +81,7 @@ def main() -> int:
     from ansible_collections.stackops.platform.plugins.module_utils.backup_s3 import S3Client  # noqa: PLC0415
 
     server = Server(args, workdir)
-    moto = None
+    moto = moto_log = None
     db = args.database
     backups = workdir / "backups"
     backups.mkdir()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from pg_helpers import PG_BIN, qi, throwaway_cluster
-from s3_helpers import bucket, moto_s3  # noqa: F401 - the off-site tests' S3 endpoint (moto) fixtures
+from s3_helpers import bucket, moto_s3  # noqa: F401 # pylint: disable=unused-import # the off-site tests' S3 endpoint (moto) fixtures
 
 
 @pytest.fixture(scope="session")

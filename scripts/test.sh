@@ -118,7 +118,8 @@ export -f molecule_one
 # longest first so the slow ones do not end up alone at the end.
 molecule_all() {
   local scenarios jobs=${STACKOPS_MOLECULE_JOBS:-2}
-  scenarios=${STACKOPS_SCENARIOS:-$(cd "$REPO_ROOT/molecule" && for d in */molecule.yml; do dirname "$d"; done)}
+  # One line, space-separated: the " $scenarios " matches below need spaces around each name.
+  scenarios=${STACKOPS_SCENARIOS:-$(cd "$REPO_ROOT/molecule" && for d in */molecule.yml; do dirname "$d"; done | tr '\n' ' ')}
   local ordered=() s
   for s in fullstack ssh firewall api prometheus postgres replica grafana jaeger worker; do
     [[ " $scenarios " == *" $s "* ]] && ordered+=("$s")

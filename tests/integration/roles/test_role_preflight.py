@@ -5,27 +5,7 @@ the run would show changed tasks, so changed == 0 plus the message proves the re
 """
 
 import pytest
-
-
-def role_play(role, role_vars):
-    return [
-        {
-            "name": f"apply {role}",
-            "hosts": "localhost",
-            "gather_facts": False,
-            "tasks": [
-                {
-                    "name": "Apply the role",
-                    "ansible.builtin.include_role": {"name": f"stackops.platform.{role}"},
-                    "vars": role_vars,
-                }
-            ],
-        }
-    ]
-
-
-def failure_messages(run):
-    return " ".join(str(e["res"].get("msg", "")) for e in run.results if e["event"] == "runner_on_failed")
+from role_helpers import failure_messages, role_play
 
 
 def test_redis_without_credentials_is_refused(playbook):

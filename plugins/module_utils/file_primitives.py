@@ -5,6 +5,7 @@
 - ``atomic_write``: replace a file so a reader sees the old content or the new one, never a mix, and
   the new content survives a power cut once the call returns (temporary file in the same directory,
   fsync, ``os.replace``, fsync of the directory).
+- ``atomic_symlink``: the same for a symlink (a reader always finds the old target or the new one).
 - ``HolderLock``: an exclusive ``flock`` on a lock file that names its holder (pid, host, user, start
   time) while held, so the process that finds it busy can say who holds it.
 
@@ -77,6 +78,29 @@ def atomic_write(path, content, mode=None):
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+    return path
+
+
+def atomic_symlink(target, path, before_replace=None):
+    """Point the symlink ``path`` at ``target`` atomically and durably: a new link under the temporary name,
+    renamed over ``path`` with one ``rename(2)`` (never ``ln -sfn``), then fsync of the directory.
+
+    ``before_replace`` (tests) runs between creating the temporary link and the rename. On any failure the
+    temporary link is removed and ``path`` is left as it was.
+    """
+    tmp = temp_name(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a leftover of a dead process that had our pid
+    os.symlink(target, tmp)
+    try:
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
     return path
 
 

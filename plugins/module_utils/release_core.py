@@ -45,6 +45,7 @@ from ansible_collections.stackops.platform.plugins.module_utils.release_names im
     rollback_target,
     select_prune,
     validate_release_id,
+    validate_strip_components,
 )
 
 # ---------------------------------------------------------------- operations
@@ -83,8 +84,8 @@ def _root(params):
     return root
 
 
-def _prepare_source(params):
-    """Validate src (read-only). Return (kind, archive kind or None, digest)."""
+def _prepare_source(params, strip):
+    """Validate src (read-only). Return (src, kind, archive kind or None, digest)."""
     src = params.get("src")
     if not src:
         raise ReleaseError("src is required for state=deployed: an archive (tar.gz, tgz, tar, zip) or a directory")
@@ -93,6 +94,8 @@ def _prepare_source(params):
     if os.path.isdir(src):
         if expected:
             raise ReleaseError(f"sha256 applies to an archive src only; {src} is a directory")
+        if strip:
+            raise ReleaseError(f"strip_components={strip} applies to an archive src only; {src} is a directory")
         return src, "directory", None, tree_digest(src)
     if not os.path.isfile(src):
         raise ReleaseError(f"src {src} does not exist (expected an archive or a directory on the managed host)")
@@ -103,11 +106,11 @@ def _prepare_source(params):
             expected_sha256=expected,
             actual_sha256=actual,
         )
-    kind = inspect_archive(src)
+    kind = inspect_archive(src, strip)
     return src, "archive", kind, actual
 
 
-def _plan_deploy(root, release_id, digest, activate, keep):
+def _plan_deploy(root, release_id, digest, activate, keep, strip=0):
     before = read_layout(root)
     rpath = os.path.join(root, RELEASES_DIR, release_id)
     build = True
@@ -119,6 +122,11 @@ def _plan_deploy(root, release_id, digest, activate, keep):
                 f"sha256 {digest}; use a new release_id (releases are immutable) or remove it with state=absent",
                 existing_sha256=meta.get("sha256"),
                 actual_sha256=digest,
+            )
+        if meta.get("strip_components", 0) != strip:
+            raise ReleaseError(
+                f"release {release_id} already exists at {rpath}, built with strip_components="
+                f"{meta.get('strip_components', 0)}, not {strip}; use a new release_id (releases are immutable)"
             )
         build = False
     elif os.path.lexists(rpath):
@@ -165,7 +173,7 @@ def _link_shared(root, build_dir, release_id, shared):
         os.symlink(os.path.relpath(os.path.join(root, SHARED_DIR, rel), final_parent), link)
 
 
-def _build_release(root, release_id, params, *, src, source_type, kind, digest, shared, now):
+def _build_release(root, release_id, params, *, src, source_type, kind, digest, shared, now, strip=0):
     rdir = os.path.join(root, RELEASES_DIR)
     build_dir = os.path.join(rdir, f".{release_id}.tmp-{os.getpid()}")
     os.mkdir(build_dir, 0o755)
@@ -173,7 +181,7 @@ def _build_release(root, release_id, params, *, src, source_type, kind, digest, 
         if source_type == "directory":
             shutil.copytree(src, build_dir, symlinks=True, dirs_exist_ok=True)
         else:
-            extract_archive(src, build_dir, kind)
+            extract_archive(src, build_dir, kind, strip)
         kill_point("extracted")
         _link_shared(root, build_dir, release_id, shared)
         meta = {
@@ -186,6 +194,7 @@ def _build_release(root, release_id, params, *, src, source_type, kind, digest, 
             "git_sha": params.get("git_sha"),
             "deployed_by": params.get("deployed_by") or default_deployed_by(),
             "shared_paths": [rel + ("/" if is_dir else "") for rel, is_dir in shared],
+            "strip_components": strip,
         }
         with open(os.path.join(build_dir, META_FILE), "w") as fh:
             json.dump(meta, fh, indent=2, sort_keys=True)
@@ -209,8 +218,9 @@ def deploy(params, check_mode=False, now=None):
     if keep < 0:
         raise ReleaseError(f"keep_releases {keep} must be 0 (never prune) or more")
     activate = params.get("activate", True) is not False
-    src, source_type, kind, digest = _prepare_source(params)
-    before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep)
+    strip = validate_strip_components(params.get("strip_components"))
+    src, source_type, kind, digest = _prepare_source(params, strip)
+    before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep, strip)
     stale = stale_entries(root)
     if check_mode:
         changed = build or switch or bool(pruned) or bool(stale)
@@ -222,7 +232,7 @@ def deploy(params, check_mode=False, now=None):
         for entry in stale:
             remove_entry(os.path.join(root, entry))
         # Plan again under the lock: another deploy may have finished meanwhile.
-        before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep)
+        before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep, strip)
         os.makedirs(os.path.join(root, RELEASES_DIR), exist_ok=True)
         if build:
             _ensure_shared(root, shared)
@@ -236,6 +246,7 @@ def deploy(params, check_mode=False, now=None):
                 digest=digest,
                 shared=shared,
                 now=now,
+                strip=strip,
             )
         if switch:
             switch_current(root, release_id, before["current"])

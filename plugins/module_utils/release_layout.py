@@ -20,6 +20,7 @@ import shutil
 
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import (
     HolderLock,
+    atomic_symlink,
     atomic_write_json,
     fsync_dir,
     utc_stamp,
@@ -138,18 +139,11 @@ def remove_release(root, release_id):
 
 def switch_current(root, release_id, previous):
     """Point `current` at releases/<id> atomically, then record the previous release."""
-    tmp = os.path.join(root, f".{CURRENT_LINK}.tmp-{os.getpid()}")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(os.path.join(RELEASES_DIR, release_id), tmp)
-    try:
-        kill_point("linked")
-        os.replace(tmp, os.path.join(root, CURRENT_LINK))
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(root)
+    atomic_symlink(
+        os.path.join(RELEASES_DIR, release_id),
+        os.path.join(root, CURRENT_LINK),
+        before_replace=lambda: kill_point("linked"),
+    )
     kill_point("switched")
     atomic_write_json(
         os.path.join(root, STATE_FILE), {"current": release_id, "previous": previous, "switched_at": utc_stamp()}

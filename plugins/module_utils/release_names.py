@@ -68,6 +68,15 @@ def validate_release_id(release_id):
     return release_id
 
 
+def validate_strip_components(value):
+    """Leading path components to strip from archive members: None or 0 (none) or a positive int."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ReleaseError(f"strip_components {value!r} must be 0 (extract as is) or a positive number")
+    return value
+
+
 def normalize_sha256(value):
     if value is None or value == "":
         return None

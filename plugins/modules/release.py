@@ -55,8 +55,22 @@ options:
         or a directory copied into the release (symlinks are copied as symlinks).
       - Archives are checked before anything is written. Members with absolute paths, C(..) components,
         links pointing outside the release, or device files are refused, and so is a corrupt archive.
-      - Archive content is extracted as is, without stripping a top-level directory.
+      - Archive content is extracted as is, unless O(strip_components) is set.
     type: path
+  strip_components:
+    description:
+      - With an archive O(src), remove this many leading path components from every member, like
+        C(tar --strip-components), so an archive holding one top directory (C(app-1.2.0/app/...)) builds the
+        release from that directory's content without unpacking it on the host first.
+      - Stricter than tar. Every member must lie under the same top directories. A file, link or hard-link
+        target with no path left after stripping is refused, not silently dropped. Paths and link targets are
+        checked as they land in the release, so a link that stays inside the archive but would leave the
+        stripped release is refused too.
+      - The value is recorded in C(.release-meta). Redeploying an existing release id with another value fails.
+      - V(0) extracts members as they are. Not allowed with a directory O(src).
+    type: int
+    default: 0
+    version_added: 0.2.0
   sha256:
     description:
       - Expected SHA-256 of the archive O(src) (64 hex digits, an optional C(sha256:) prefix is accepted).
@@ -133,7 +147,8 @@ attributes:
     platforms: posix
 notes:
   - C(.release-meta) in each release is JSON with C(id), C(created_at) (UTC), C(sha256) (of the archive, or of the
-    directory tree), C(source), C(source_type), C(version), C(git_sha), C(deployed_by) and C(shared_paths).
+    directory tree), C(source), C(source_type), C(version), C(git_sha), C(deployed_by), C(shared_paths) and
+    C(strip_components).
   - A directory under C(releases/) without a readable C(.release-meta) is not a release. It is never pruned,
     never selected, and deploying that id fails.
   - Files are created as the user the module runs as. Set ownership afterwards (for example with
@@ -160,6 +175,14 @@ EXAMPLES = r"""
       - storage/
     keep_releases: 5
   register: shop_release
+
+- name: Deploy an archive that holds one top directory (shop-1.4.3/...) without unpacking it first
+  stackops.platform.release:
+    path: /srv/shop
+    src: /tmp/shop-1.4.3.tar.gz
+    strip_components: 1
+    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    release_id: "1.4.3"
 
 - name: Build a release without switching (blue-green)
   stackops.platform.release:
@@ -255,6 +278,7 @@ def argument_spec():
         path=dict(type="path", required=True),
         state=dict(type="str", default="deployed", choices=list(STATES)),
         src=dict(type="path"),
+        strip_components=dict(type="int", default=0),
         sha256=dict(type="str"),
         release_id=dict(type="str"),
         shared_paths=dict(type="list", elements="str", default=[]),

@@ -298,6 +298,106 @@ def test_extract_archive(tmp_path, kind):
         assert os.readlink(dest / "app" / "link") == "x.txt"
 
 
+TOP = [
+    ("app-1.0", None),
+    ("app-1.0/app", None),
+    ("app-1.0/app/x.txt", b"hello"),
+    ("app-1.0/app/link", ("sym", "x.txt")),
+    ("app-1.0/hard", ("lnk", "app-1.0/app/x.txt")),
+]
+
+
+@pytest.mark.parametrize("strip", [1, 2])
+def test_extract_archive_strips_top_directories(tmp_path, strip):
+    members = [("./", None), *TOP] if strip == 1 else [("outer", None), *[("outer/" + n, d) for n, d in TOP]]
+    if strip == 2:
+        members[-1] = ("outer/app-1.0/hard", ("lnk", "outer/app-1.0/app/x.txt"))
+    archive = make_tar(tmp_path / "a.tgz", members)
+    assert release_archive.inspect_archive(str(archive), strip) == "tar"
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    release_archive.extract_archive(str(archive), str(dest), "tar", strip)
+    if strip == 1:
+        assert sorted(os.listdir(dest)) == ["app", "hard"]
+        assert (dest / "app" / "x.txt").read_bytes() == b"hello"
+        assert os.readlink(dest / "app" / "link") == "x.txt"
+        assert (dest / "hard").read_bytes() == b"hello"
+        assert os.stat(dest / "hard").st_ino == os.stat(dest / "app" / "x.txt").st_ino
+    else:
+        assert sorted(os.listdir(dest)) == ["app", "hard"]
+        assert (dest / "hard").read_bytes() == b"hello"
+
+
+def test_extract_zip_strips_the_top_directory(tmp_path):
+    archive = make_zip(tmp_path / "a.zip", [("app-1.0/", b""), ("app-1.0/app/x.txt", b"hello")])
+    assert release_archive.inspect_archive(str(archive), 1) == "zip"
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    release_archive.extract_archive(str(archive), str(dest), "zip", 1)
+    assert os.listdir(dest) == ["app"]
+    assert (dest / "app" / "x.txt").read_bytes() == b"hello"
+
+
+@pytest.mark.parametrize(
+    ("members", "fragment"),
+    [
+        # A file beside the top directory would be dropped (tar drops it silently).
+        ([("app-1.0/a", b"1"), ("README", b"x")], "'README' has no path below the top 1 directory"),
+        # Two top directories would overwrite each other.
+        ([("app-1.0/a", b"1"), ("app-2.0/a", b"2")], "'app-2.0/a' is not under 'app-1.0/'"),
+        # Inside the archive, but outside the release once the top directory is gone.
+        ([("app-1.0/a/link", ("sym", "../../etc"))], "escapes the release"),
+        ([("app-1.0/link", ("sym", "/etc/passwd"))], "link to an absolute path"),
+        ([("app-1.0/a", b"1"), ("app-1.0/hard", ("lnk", "other/a"))], "'other/a' is not under 'app-1.0/'"),
+        ([("app-1.0/a", b"1"), ("app-1.0/hard", ("lnk", "app-1.0"))], "'app-1.0' has no path below"),
+        ([("app-1.0/../x", b"1")], "contains '..'"),
+        ([("app-1.0", None)], "holds nothing below its top directory (strip_components=1)"),
+    ],
+)
+def test_strip_refuses_what_it_would_drop_or_let_escape(tmp_path, members, fragment):
+    archive = make_tar(tmp_path / "bad.tgz", members)
+    with pytest.raises(ReleaseError) as info:
+        release_archive.inspect_archive(str(archive), 1)
+    assert fragment in info.value.msg and str(archive) in info.value.msg, info.value.msg
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ReleaseError, match="strip|escapes|absolute|'\\.\\.'|not under"):
+        release_archive.extract_archive(str(archive), str(dest), "tar", 1)
+
+
+@pytest.mark.parametrize("value", [-1, True, "1", 1.5])
+def test_strip_components_rejects_bad_values(tmp_path, value):
+    archive = make_tar(tmp_path / "a.tgz", TOP)
+    with pytest.raises(ReleaseError, match=rf"strip_components {value!r} must be 0"):
+        release_archive.inspect_archive(str(archive), value)
+    root = tmp_path / "srv"
+    with pytest.raises(ReleaseError, match=rf"strip_components {value!r} must be 0"):
+        deploy(root, archive, "r1", strip_components=value)
+    assert not root.exists()
+
+
+def test_deploy_with_strip_records_it_and_stays_immutable(tmp_path):
+    root = tmp_path / "app"
+    archive = make_tar(tmp_path / "a.tgz", TOP)
+    res = deploy(root, archive, "r1", strip_components=1, sha256=release_archive.sha256_file(str(archive)))
+    assert res["changed"] is True
+    assert (root / "releases" / "r1" / "app" / "x.txt").read_bytes() == b"hello"
+    meta = json.loads((root / "releases" / "r1" / ".release-meta").read_text())
+    assert (meta["strip_components"], meta["sha256"]) == (1, release_archive.sha256_file(str(archive)))
+    assert deploy(root, archive, "r1", strip_components=1)["changed"] is False
+    before = snapshot(root)
+    with pytest.raises(ReleaseError, match="built with strip_components=1, not 0"):
+        deploy(root, archive, "r1")
+    assert snapshot(root) == before
+
+
+def test_strip_on_a_directory_src_is_refused(tmp_path):
+    (tmp_path / "src").mkdir()
+    with pytest.raises(ReleaseError, match="strip_components=1 applies to an archive src only"):
+        deploy(tmp_path / "srv", tmp_path / "src", "r1", strip_components=1)
+    assert not (tmp_path / "srv").exists()
+
+
 def test_tree_digest_changes_with_content(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "f").write_text("1")

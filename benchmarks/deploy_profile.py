@@ -1,0 +1,317 @@
+"""Deploy profile: where the time of one guarded deploy (playbooks/deploy.yml) goes, on one host.
+
+Starts ONE throwaway container from the Molecule base image (systemd; benchmarks/zero_downtime.py's container and
+provisioning: PostgreSQL, Redis, nginx, the api and worker roles), then deploys the sample release
+(scripts/build-sample-release.sh, one top directory, deployed with the playbook's defaults) once (the first
+deploy) and --redeploys times more (a new release each time, the usual case). Each deploy runs with the
+ansible.posix.profile_tasks callback; the script prints its per-task times (first deploy, and the median of the
+redeploys per task) and the totals: the playbook's wall time (ansible-playbook start to exit) and the sum of the
+task times. --payload-mb adds incompressible files to each release (a vendored app of that size; the issue
+measured a 7.9 MB app). The machine's load average is printed before and after: figures taken on a busy
+machine are slower than on an idle one.
+
+    . scripts/env.sh && python benchmarks/deploy_profile.py [--redeploys 3] [--payload-mb 8] [--save before.json]
+        [--compare before.json] [--keep]
+
+--save writes the figures as JSON; --compare prints a saved run's totals and per-task medians next to this run's.
+Removes its container and temporary files at the end (unless --keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from zero_downtime import PREPARE, Container, free_port  # noqa: E402
+
+APP = "api"
+DB_PASSWORD = "deploy-profile-bench-0123"  # throwaway container only
+MAX_REDEPLOYS = 10
+TARGET_SECONDS = 8.0
+# profile_tasks' summary line: "<task name> ----...--- 1.23s" (after PLAY RECAP).
+PROFILE_LINE = re.compile(r"^(?P<name>.*\S) -+ (?P<seconds>\d+\.\d+)s$")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs"
+
+
+# ---------------------------------------------------------------- releases
+
+
+def build_release(version: str, outdir: Path, payload_mb: float) -> Path:
+    """The sample app's archive (with its top directory) plus payload_mb of random files under vendor/."""
+    out = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "build-sample-release.sh"), version],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    built = Path(out[0])
+    archive = outdir / built.name
+    shutil.move(built, archive)
+    Path(f"{built}.sha256").unlink(missing_ok=True)
+    if payload_mb <= 0:
+        return archive
+    top = f"sample-app-{version}"
+    unpacked = outdir / f"unpack-{version}"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    vendor = unpacked / top / "vendor"
+    vendor.mkdir()
+    file_size = 40 * 1024
+    for i in range(max(1, int(payload_mb * 1024 * 1024 / file_size))):
+        package = vendor / f"pkg{i // 50:02d}"
+        package.mkdir(exist_ok=True)
+        (package / f"blob{i % 50:02d}.bin").write_bytes(os.urandom(file_size))
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(unpacked / top, arcname=top)
+    shutil.rmtree(unpacked)
+    return archive
+
+
+# ---------------------------------------------------------------- ansible
+
+
+def write_inventory(workdir: Path, container: str) -> Path:
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_connection": "community.docker.docker",
+                "ansible_host": container,
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "api_app_name": APP,
+                "api_env": {
+                    "DATABASE_URL": f"postgresql://app:{DB_PASSWORD}@127.0.0.1:5432/app",
+                    "REDIS_URL": "redis://127.0.0.1:6379/0",
+                },
+                "api_nginx_listen": "80",
+                "api_stop_timeout": 10,
+                "worker_instances": 2,
+                "deploy_keep_releases": 4,
+                "bench_db_password": DB_PASSWORD,
+            },
+            "children": {"api": {"hosts": {"profile-app": {}}}, "worker": {"hosts": {"profile-app": {}}}},
+        }
+    }
+    path = workdir / "inventory.json"
+    path.write_text(json.dumps(inventory, indent=2))
+    return path
+
+
+def ansible_env(workdir: Path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(REPO_ROOT / "roles"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
+        PROFILE_TASKS_SORT_ORDER="none",
+        PROFILE_TASKS_TASK_OUTPUT_LIMIT="all",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_LOCAL_TEMP=str(workdir / "ansible-tmp"),
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+        COLUMNS="160",
+    )
+    return env
+
+
+def playbook(workdir: Path, inventory: Path, book: Path, extravars: dict | None = None, timeout: float = 600):
+    argv = ["ansible-playbook", "-i", str(inventory), str(book)]
+    if extravars:
+        argv += ["-e", json.dumps(extravars)]
+    started = time.monotonic()
+    proc = subprocess.run(argv, env=ansible_env(workdir), capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.returncode, time.monotonic() - started, proc.stdout + proc.stderr
+
+
+def profile(output: str) -> list[tuple[str, float]]:
+    """(task name, seconds) in execution order, from profile_tasks' summary after PLAY RECAP."""
+    rows = []
+    recap = output.rfind("PLAY RECAP")
+    for line in output[recap:].splitlines() if recap >= 0 else []:
+        match = PROFILE_LINE.match(line.rstrip())
+        if match:
+            rows.append((match["name"], float(match["seconds"])))
+    return rows
+
+
+def keyed(rows: list[tuple[str, float]]) -> dict[str, float]:
+    """Rows keyed by name, a repeated name numbered (#2, #3) so deploys line up task by task."""
+    seen: dict[str, int] = {}
+    out = {}
+    for name, seconds in rows:
+        seen[name] = seen.get(name, 0) + 1
+        out[name if seen[name] == 1 else f"{name} #{seen[name]}"] = seconds
+    return out
+
+
+def failure(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith(("fatal:", "failed:", "ERROR!"))]
+    return (lines[0] if lines else output[-600:])[:600]
+
+
+# ---------------------------------------------------------------- report
+
+
+def summarise(deploys: list[dict]) -> dict:
+    first, redeploys = deploys[0], deploys[1:]
+    medians: dict[str, float] = {}
+    names = list(keyed(first["tasks"]))
+    for deploy in redeploys:
+        for name in keyed(deploy["tasks"]):
+            if name not in names:
+                names.append(name)
+    for name in names:
+        values = [keyed(d["tasks"]).get(name) for d in redeploys]
+        values = [v for v in values if v is not None]
+        if values:
+            medians[name] = statistics.median(values)
+    return {
+        "first": keyed(first["tasks"]),
+        "redeploy_median": medians,
+        "names": names,
+        "walls": [d["wall"] for d in deploys],
+        "task_sums": [sum(s for _n, s in d["tasks"]) for d in deploys],
+        "task_counts": [len(d["tasks"]) for d in deploys],
+    }
+
+
+def print_report(summary: dict, args, loads: tuple[str, str], archive_bytes: int, before: dict | None) -> None:
+    print("\n== deploy profile (playbooks/deploy.yml, one host, profile_tasks) ==")
+    print(f"release archive          : {archive_bytes / 1e6:.1f} MB (sample app + {args.payload_mb:g} MB payload)")
+    print(f"load average before/after: {loads[0]}  /  {loads[1]}")
+    print("  (a shared machine: other jobs' load slows every figure; compare runs taken at similar load)")
+    label = "before" if before else None
+    header = f"{'task':<78} {'first':>7} {'redeploy':>9}"
+    if label:
+        header += f" {'before':>8}"
+    print(header)
+    for name in summary["names"]:
+        first = summary["first"].get(name)
+        median = summary["redeploy_median"].get(name)
+        line = f"{name[:78]:<78} {_fmt(first):>7} {_fmt(median):>9}"
+        if before:
+            line += f" {_fmt(before['redeploy_median'].get(name)):>8}"
+        print(line)
+    if before:
+        gone = [n for n in before["names"] if n not in summary["names"]]
+        for name in gone:
+            print(f"{name[:78]:<78} {'-':>7} {'-':>9} {_fmt(before['redeploy_median'].get(name)):>8}")
+    walls = summary["walls"]
+    redeploy_walls = walls[1:]
+    print(f"tasks per deploy         : {summary['task_counts']}")
+    print(f"sum of task times        : first {summary['task_sums'][0]:.2f}s, redeploys "
+          f"{', '.join(f'{s:.2f}s' for s in summary['task_sums'][1:])}")  # fmt: skip
+    print(f"playbook wall time       : first {walls[0]:.2f}s, redeploys {', '.join(f'{w:.2f}s' for w in redeploy_walls)}")
+    if redeploy_walls:
+        median = statistics.median(redeploy_walls)
+        verdict = "within" if median <= TARGET_SECONDS else "over"
+        print(f"redeploy wall time median: {median:.2f}s ({verdict} the {TARGET_SECONDS:g} s target)")
+    if before:
+        b_walls = before["walls"][1:] or before["walls"]
+        a_walls = redeploy_walls or walls
+        print(f"before this change       : first {before['walls'][0]:.2f}s, redeploy median "
+              f"{statistics.median(b_walls):.2f}s; tasks per deploy {before['task_counts']}")  # fmt: skip
+        print(f"redeploy median ratio    : {statistics.median(a_walls) / statistics.median(b_walls):.2f} (after/before)")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redeploys", type=int, default=3, help=f"deploys after the first, 1..{MAX_REDEPLOYS}")
+    parser.add_argument("--payload-mb", type=float, default=8.0, help="random files added to each release (MB)")
+    parser.add_argument("--save", type=Path, help="write the figures as JSON")
+    parser.add_argument("--compare", type=Path, help="a JSON file written by --save: print it next to this run")
+    parser.add_argument("--keep", action="store_true", help="leave the container running (debugging)")
+    args = parser.parse_args()
+    if not 1 <= args.redeploys <= MAX_REDEPLOYS:
+        parser.error(f"--redeploys must be 1..{MAX_REDEPLOYS}")
+    if not 0 <= args.payload_mb <= 64:
+        parser.error("--payload-mb must be 0..64")
+    if not os.environ.get("ANSIBLE_COLLECTIONS_PATH"):
+        parser.error("run inside the project environment: . scripts/env.sh")
+    before = json.loads(args.compare.read_text()) if args.compare else None
+
+    state_dir = Path(os.environ.get("STACKOPS_STATE", Path.home() / ".cache/stackops-platform/state"))
+    image = (state_dir / "base-image").read_text().strip()
+    workdir = Path(tempfile.mkdtemp(prefix="deploy-profile-"))
+    (workdir / "ansible-tmp").mkdir()
+    container = Container(image, f"deploy-profile-{os.getpid()}", free_port())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return bench(args, workdir, container, before)
+    finally:
+        if args.keep:
+            log(f"kept container {container.name} (docker rm -f {container.name}) and {workdir}")
+        else:
+            container.remove()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench(args, workdir: Path, container: Container, before: dict | None) -> int:
+    versions = [f"9.1.{i}" for i in range(args.redeploys + 1)]
+    log(f"building {len(versions)} releases ({args.payload_mb:g} MB payload each)")
+    archives = [build_release(v, workdir, args.payload_mb) for v in versions]
+    log(f"starting container {container.name}")
+    container.start()
+    inventory = write_inventory(workdir, container.name)
+    prepare = workdir / "prepare.yml"
+    prepare.write_text(PREPARE)
+    rc, wall, output = playbook(workdir, inventory, prepare, timeout=900)
+    if rc:
+        log(f"provisioning failed: {failure(output)}")
+        return 1
+    log(f"provisioned in {wall:.0f}s")
+
+    load_before = load_average()
+    deploys = []
+    for i, archive in enumerate(archives):
+        extravars = {"release_archive": str(archive), "release_id": f"p-{i:02d}"}
+        rc, wall, output = playbook(workdir, inventory, REPO_ROOT / "playbooks" / "deploy.yml", extravars)
+        if rc:
+            log(f"deploy {i} failed: {failure(output)}")
+            return 1
+        served = container.exec("readlink", f"/srv/{APP}/current")
+        if not served.endswith(f"/p-{i:02d}"):
+            log(f"deploy {i}: current is {served!r}, expected release p-{i:02d}")
+            return 1
+        rows = profile(output)
+        log(f"deploy {i} ({versions[i]}): {wall:.2f}s wall, {len(rows)} tasks, load {os.getloadavg()[0]:.2f}")
+        deploys.append({"version": versions[i], "wall": wall, "tasks": rows})
+    loads = (load_before, load_average())
+    summary = summarise(deploys)
+    summary["load"] = list(loads)
+    print_report(summary, args, loads, archives[0].stat().st_size, before)
+    if args.save:
+        args.save.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

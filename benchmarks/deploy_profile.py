@@ -13,7 +13,11 @@ machine are slower than on an idle one.
     . scripts/env.sh && python benchmarks/deploy_profile.py [--redeploys 3] [--payload-mb 8] [--save before.json]
         [--compare before.json] [--keep]
 
---save writes the figures as JSON; --compare prints a saved run's totals and per-task medians next to this run's.
+--baseline DIR (a checkout of another version of the collection, e.g. `git worktree add /tmp/base main`) deploys
+with that version and with this checkout by turns on the same container (the first deploy with this checkout,
+then --redeploys rounds of one baseline redeploy and one redeploy of this checkout), so both see the same load;
+the table then shows both per-task medians and the ratio of the wall-time medians. --save writes the figures as
+JSON; --compare prints a saved run's per-task medians and totals next to this run's.
 Removes its container and temporary files at the end (unless --keep).
 """
 
@@ -44,6 +48,8 @@ MAX_REDEPLOYS = 10
 TARGET_SECONDS = 8.0
 # profile_tasks' summary line: "<task name> ----...--- 1.23s" (after PLAY RECAP).
 PROFILE_LINE = re.compile(r"^(?P<name>.*\S) -+ (?P<seconds>\d+\.\d+)s$")
+# Task names that carry the release id or the colour, made comparable across deploys.
+NAME_PARTS = [(re.compile(r"p-\d\d"), "<id>"), (re.compile(r"\b(blue|green)\b"), "<colour>")]
 
 
 def log(msg: str) -> None:
@@ -118,8 +124,10 @@ def write_inventory(workdir: Path, container: str) -> Path:
     return path
 
 
-def ansible_env(workdir: Path) -> dict:
+def ansible_env(workdir: Path, collections: str | None = None) -> dict:
     env = dict(os.environ)
+    if collections:
+        env["ANSIBLE_COLLECTIONS_PATH"] = collections
     env.update(
         ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"),
         ANSIBLE_ROLES_PATH=str(REPO_ROOT / "roles"),
@@ -135,12 +143,14 @@ def ansible_env(workdir: Path) -> dict:
     return env
 
 
-def playbook(workdir: Path, inventory: Path, book: Path, extravars: dict | None = None, timeout: float = 600):
+def playbook(workdir: Path, inventory: Path, book: Path, extravars: dict | None = None, timeout: float = 600,
+             collections: str | None = None):  # fmt: skip
     argv = ["ansible-playbook", "-i", str(inventory), str(book)]
     if extravars:
         argv += ["-e", json.dumps(extravars)]
+    env = ansible_env(workdir, collections)
     started = time.monotonic()
-    proc = subprocess.run(argv, env=ansible_env(workdir), capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     return proc.returncode, time.monotonic() - started, proc.stdout + proc.stderr
 
 
@@ -159,7 +169,10 @@ def keyed(rows: list[tuple[str, float]]) -> dict[str, float]:
     """Rows keyed by name, a repeated name numbered (#2, #3) so deploys line up task by task."""
     seen: dict[str, int] = {}
     out = {}
-    for name, seconds in rows:
+    for raw, seconds in rows:
+        name = raw
+        for pattern, placeholder in NAME_PARTS:
+            name = pattern.sub(placeholder, name)
         seen[name] = seen.get(name, 0) + 1
         out[name if seen[name] == 1 else f"{name} #{seen[name]}"] = seconds
     return out
@@ -173,70 +186,66 @@ def failure(output: str) -> str:
 # ---------------------------------------------------------------- report
 
 
-def summarise(deploys: list[dict]) -> dict:
-    first, redeploys = deploys[0], deploys[1:]
-    medians: dict[str, float] = {}
-    names = list(keyed(first["tasks"]))
+def summarise(first: dict | None, redeploys: list[dict]) -> dict:
+    """Per-task times of the first deploy and per-task medians of the redeploys, plus the totals."""
+    names: list[str] = list(keyed(first["tasks"])) if first else []
     for deploy in redeploys:
-        for name in keyed(deploy["tasks"]):
-            if name not in names:
-                names.append(name)
+        names += [name for name in keyed(deploy["tasks"]) if name not in names]
+    medians = {}
     for name in names:
-        values = [keyed(d["tasks"]).get(name) for d in redeploys]
-        values = [v for v in values if v is not None]
+        values = [v for v in (keyed(d["tasks"]).get(name) for d in redeploys) if v is not None]
         if values:
             medians[name] = statistics.median(values)
+    deploys = ([first] if first else []) + redeploys
     return {
-        "first": keyed(first["tasks"]),
+        "first": keyed(first["tasks"]) if first else {},
         "redeploy_median": medians,
         "names": names,
-        "walls": [d["wall"] for d in deploys],
-        "task_sums": [sum(s for _n, s in d["tasks"]) for d in deploys],
+        "first_wall": first["wall"] if first else None,
+        "redeploy_walls": [d["wall"] for d in redeploys],
+        "task_sums": [round(sum(s for _n, s in d["tasks"]), 2) for d in deploys],
         "task_counts": [len(d["tasks"]) for d in deploys],
     }
 
 
-def print_report(summary: dict, args, loads: tuple[str, str], archive_bytes: int, before: dict | None) -> None:
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def print_report(summary: dict, args, loads: tuple[str, str], archive_bytes: int, other: dict | None, label: str):
     print("\n== deploy profile (playbooks/deploy.yml, one host, profile_tasks) ==")
     print(f"release archive          : {archive_bytes / 1e6:.1f} MB (sample app + {args.payload_mb:g} MB payload)")
     print(f"load average before/after: {loads[0]}  /  {loads[1]}")
-    print("  (a shared machine: other jobs' load slows every figure; compare runs taken at similar load)")
-    label = "before" if before else None
-    header = f"{'task':<78} {'first':>7} {'redeploy':>9}"
-    if label:
-        header += f" {'before':>8}"
+    print("  (a shared machine: other jobs' load slows every figure; compare figures taken side by side)")
+    header = f"{'task':<76} {'first':>6} {'redeploy':>8}"
+    if other:
+        header += f" {label:>8}"
     print(header)
-    for name in summary["names"]:
-        first = summary["first"].get(name)
-        median = summary["redeploy_median"].get(name)
-        line = f"{name[:78]:<78} {_fmt(first):>7} {_fmt(median):>9}"
-        if before:
-            line += f" {_fmt(before['redeploy_median'].get(name)):>8}"
+    names = summary["names"] + [n for n in (other or {}).get("names", []) if n not in summary["names"]]
+    for name in names:
+        line = f"{name[:76]:<76} {_fmt(summary['first'].get(name)):>6} {_fmt(summary['redeploy_median'].get(name)):>8}"
+        if other:
+            line += f" {_fmt(other['redeploy_median'].get(name)):>8}"
         print(line)
-    if before:
-        gone = [n for n in before["names"] if n not in summary["names"]]
-        for name in gone:
-            print(f"{name[:78]:<78} {'-':>7} {'-':>9} {_fmt(before['redeploy_median'].get(name)):>8}")
-    walls = summary["walls"]
-    redeploy_walls = walls[1:]
+    walls = summary["redeploy_walls"]
     print(f"tasks per deploy         : {summary['task_counts']}")
-    print(f"sum of task times        : first {summary['task_sums'][0]:.2f}s, redeploys "
-          f"{', '.join(f'{s:.2f}s' for s in summary['task_sums'][1:])}")  # fmt: skip
-    print(f"playbook wall time       : first {walls[0]:.2f}s, redeploys {', '.join(f'{w:.2f}s' for w in redeploy_walls)}")
-    if redeploy_walls:
-        median = statistics.median(redeploy_walls)
+    print(f"sum of task times        : {', '.join(f'{s:.2f}s' for s in summary['task_sums'])}")
+    print(f"playbook wall time       : first {_fmt(summary['first_wall'])}s, redeploys "
+          f"{', '.join(f'{w:.2f}s' for w in walls)}")  # fmt: skip
+    median = _median(walls)
+    if median is not None:
         verdict = "within" if median <= TARGET_SECONDS else "over"
-        print(f"redeploy wall time median: {median:.2f}s ({verdict} the {TARGET_SECONDS:g} s target)")
-    if before:
-        b_walls = before["walls"][1:] or before["walls"]
-        a_walls = redeploy_walls or walls
-        print(f"before this change       : first {before['walls'][0]:.2f}s, redeploy median "
-              f"{statistics.median(b_walls):.2f}s; tasks per deploy {before['task_counts']}")  # fmt: skip
-        print(f"redeploy median ratio    : {statistics.median(a_walls) / statistics.median(b_walls):.2f} (after/before)")
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+        print(f"redeploy wall time median: {median:.2f}s ({verdict} the {TARGET_SECONDS:g} s target on this machine)")
+    if other:
+        other_median = _median(other["redeploy_walls"])
+        print(f"{label} redeploys        : {', '.join(f'{w:.2f}s' for w in other['redeploy_walls'])}; "
+              f"median {_fmt(other_median)}s; tasks per deploy {other['task_counts']}")  # fmt: skip
+        if median and other_median:
+            print(f"redeploy median ratio    : {median / other_median:.2f} (this checkout / {label})")
 
 
 # ---------------------------------------------------------------- main
@@ -246,6 +255,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--redeploys", type=int, default=3, help=f"deploys after the first, 1..{MAX_REDEPLOYS}")
     parser.add_argument("--payload-mb", type=float, default=8.0, help="random files added to each release (MB)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of another version: deploy with it by turns")
     parser.add_argument("--save", type=Path, help="write the figures as JSON")
     parser.add_argument("--compare", type=Path, help="a JSON file written by --save: print it next to this run")
     parser.add_argument("--keep", action="store_true", help="leave the container running (debugging)")
@@ -256,7 +266,10 @@ def main() -> int:
         parser.error("--payload-mb must be 0..64")
     if not os.environ.get("ANSIBLE_COLLECTIONS_PATH"):
         parser.error("run inside the project environment: . scripts/env.sh")
-    before = json.loads(args.compare.read_text()) if args.compare else None
+    if args.baseline and not (args.baseline / "playbooks" / "deploy.yml").is_file():
+        parser.error(f"--baseline {args.baseline}: no playbooks/deploy.yml there")
+    if args.baseline and args.compare:
+        parser.error("--baseline and --compare both name what to compare with: give one")
 
     state_dir = Path(os.environ.get("STACKOPS_STATE", Path.home() / ".cache/stackops-platform/state"))
     image = (state_dir / "base-image").read_text().strip()
@@ -265,7 +278,7 @@ def main() -> int:
     container = Container(image, f"deploy-profile-{os.getpid()}", free_port())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        return bench(args, workdir, container, before)
+        return bench(args, workdir, container)
     finally:
         if args.keep:
             log(f"kept container {container.name} (docker rm -f {container.name}) and {workdir}")
@@ -274,9 +287,22 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def bench(args, workdir: Path, container: Container, before: dict | None) -> int:
-    versions = [f"9.1.{i}" for i in range(args.redeploys + 1)]
-    log(f"building {len(versions)} releases ({args.payload_mb:g} MB payload each)")
+def baseline_collections(workdir: Path, checkout: Path) -> str:
+    """A collections path whose stackops.platform is the baseline checkout."""
+    coll = workdir / "baseline-collections"
+    (coll / "ansible_collections" / "stackops").mkdir(parents=True)
+    (coll / "ansible_collections" / "stackops" / "platform").symlink_to(checkout.resolve())
+    return str(coll)
+
+
+def bench(args, workdir: Path, container: Container) -> int:
+    # The variants deployed, in turn: (label, playbook root, collections path).
+    variants = [("this", REPO_ROOT, None)]
+    if args.baseline:
+        variants.insert(0, ("baseline", args.baseline.resolve(), baseline_collections(workdir, args.baseline)))
+    count = 1 + args.redeploys * len(variants)
+    log(f"building {count} releases ({args.payload_mb:g} MB payload each)")
+    versions = [f"9.1.{i}" for i in range(count)]
     archives = [build_release(v, workdir, args.payload_mb) for v in versions]
     log(f"starting container {container.name}")
     container.start()
@@ -290,26 +316,33 @@ def bench(args, workdir: Path, container: Container, before: dict | None) -> int
     log(f"provisioned in {wall:.0f}s")
 
     load_before = load_average()
-    deploys = []
-    for i, archive in enumerate(archives):
+    runs: dict[str, list[dict]] = {label: [] for label, _root, _coll in variants}
+    plan = [variants[-1]] + [v for _round in range(args.redeploys) for v in variants]
+    for i, ((label, root, coll), archive) in enumerate(zip(plan, archives, strict=True)):
         extravars = {"release_archive": str(archive), "release_id": f"p-{i:02d}"}
-        rc, wall, output = playbook(workdir, inventory, REPO_ROOT / "playbooks" / "deploy.yml", extravars)
+        rc, wall, output = playbook(workdir, inventory, root / "playbooks" / "deploy.yml", extravars, collections=coll)
         if rc:
-            log(f"deploy {i} failed: {failure(output)}")
+            log(f"deploy {i} ({label}) failed: {failure(output)}")
             return 1
         served = container.exec("readlink", f"/srv/{APP}/current")
         if not served.endswith(f"/p-{i:02d}"):
-            log(f"deploy {i}: current is {served!r}, expected release p-{i:02d}")
+            log(f"deploy {i} ({label}): current is {served!r}, expected release p-{i:02d}")
             return 1
         rows = profile(output)
-        log(f"deploy {i} ({versions[i]}): {wall:.2f}s wall, {len(rows)} tasks, load {os.getloadavg()[0]:.2f}")
-        deploys.append({"version": versions[i], "wall": wall, "tasks": rows})
+        log(f"deploy {i} ({label}, {versions[i]}): {wall:.2f}s wall, {len(rows)} tasks, load {os.getloadavg()[0]:.2f}")
+        runs[label].append({"version": versions[i], "wall": wall, "tasks": rows})
     loads = (load_before, load_average())
-    summary = summarise(deploys)
-    summary["load"] = list(loads)
-    print_report(summary, args, loads, archives[0].stat().st_size, before)
+    this = summarise(runs["this"][0], runs["this"][1:])
+    this["load"] = list(loads)
+    other, label = None, "before"
+    if args.baseline:
+        other, label = summarise(None, runs["baseline"]), "baseline"
+    elif args.compare:
+        saved = json.loads(args.compare.read_text())
+        other = saved.get("this", saved)
+    print_report(this, args, loads, archives[0].stat().st_size, other, label)
     if args.save:
-        args.save.write_text(json.dumps(summary, indent=2) + "\n")
+        args.save.write_text(json.dumps({"this": this, "baseline": other if args.baseline else None}, indent=2) + "\n")
     return 0
 
 

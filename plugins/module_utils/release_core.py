@@ -110,7 +110,7 @@ def _prepare_source(params, strip):
     return src, "archive", kind, actual
 
 
-def _plan_deploy(root, release_id, digest, activate, keep, strip=0):
+def _plan_deploy(root, release_id, digest, activate, keep, *, strip=0):
     before = read_layout(root)
     rpath = os.path.join(root, RELEASES_DIR, release_id)
     build = True
@@ -220,7 +220,7 @@ def deploy(params, check_mode=False, now=None):
     activate = params.get("activate", True) is not False
     strip = validate_strip_components(params.get("strip_components"))
     src, source_type, kind, digest = _prepare_source(params, strip)
-    before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep, strip)
+    before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep, strip=strip)
     stale = stale_entries(root)
     if check_mode:
         changed = build or switch or bool(pruned) or bool(stale)
@@ -232,7 +232,7 @@ def deploy(params, check_mode=False, now=None):
         for entry in stale:
             remove_entry(os.path.join(root, entry))
         # Plan again under the lock: another deploy may have finished meanwhile.
-        before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep, strip)
+        before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep, strip=strip)
         os.makedirs(os.path.join(root, RELEASES_DIR), exist_ok=True)
         if build:
             _ensure_shared(root, shared)

@@ -140,13 +140,13 @@ class Bench:
     def start_backends(self) -> None:
         for color, address in self.upstreams.items():
             port = address.rsplit(":", 1)[1]
-            self.backends.append(subprocess.Popen([sys.executable, "-c", BACKEND, color, port]))  # noqa: S603
+            self.backends.append(subprocess.Popen([sys.executable, "-c", BACKEND, color, port]))
         for address in self.upstreams.values():
             wait_http(f"http://{address}/")
 
     def nginx(self, *args: str) -> subprocess.CompletedProcess:
         argv = [NGINX, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"), *args]
-        return subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
 
     def configure(self, layout: str) -> None:
         """Write nginx.conf for a layout ('routed' or 'reload'); the module writes/keeps the included file."""
@@ -190,7 +190,7 @@ class Bench:
         switch = import_switch(self.prefix)
 
         def runner(argv):
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
             return done.returncode, done.stdout, done.stderr
 
         self.configure(layout)
@@ -205,7 +205,7 @@ class Bench:
             time.sleep(1.0)
         (self.prefix / "logs" / "access.log").write_text("")
         seconds = int(switches * interval + 3)
-        wrk = subprocess.Popen(  # noqa: S603
+        wrk = subprocess.Popen(
             [WRK, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", self.url],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -445,7 +445,7 @@ def switch(params, run, check_mode=False, **hooks):
     """
     if params.get("routing_dir"):
         # Imported here: blue_green_routed builds on this module's Switcher.
-        from ansible_collections.stackops.platform.plugins.module_utils.blue_green_routed import RoutedSwitcher
+        from ansible_collections.stackops.platform.plugins.module_utils.blue_green_routed import RoutedSwitcher  # noqa: PLC0415
 
         return RoutedSwitcher(params, run, check_mode, **hooks).execute()
     return Switcher(params, run, check_mode, **hooks).execute()

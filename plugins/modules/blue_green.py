@@ -187,9 +187,9 @@ options:
     description:
       - Directory of the symlink routing (for example C(/var/lib/stackops/routing/<name>)). When set, the switch
         renames symlinks there instead of rewriting O(upstream_file) and reloading nginx; O(upstream_file) must be
-        the routing file written by the api role (it holds the line C(# stackops routing: <routing_dir>)),
-        otherwise the module fails, changing nothing, and asks for one api role run (the one reload of the
-        migration).
+        the routing file written by the api role (it holds the line C(# stackops routing) followed by the
+        routing directory), otherwise the module fails, changing nothing, and asks for one api role run (the
+        one reload of the migration).
       - Its parent directory must exist. C(blue/), C(green/), C(sets/<pattern>/slot0..slot9) and C(split) are
         created in it as needed.
     type: path

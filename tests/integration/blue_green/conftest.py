@@ -64,9 +64,19 @@ def routed(tmp_path_factory):
     play = prefix / "render.yml"
     play.write_text(json.dumps(st.render_play()))
     rendered = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-         str(play)],
-        capture_output=True, text=True, check=False,
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(play),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
     started = None

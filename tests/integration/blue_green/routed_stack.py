@@ -83,11 +83,24 @@ class RoutedStack:
             for src, dest in (("upstream.conf.j2", self.routing_file), ("nginx-site.conf.j2", self.site))
         ]
         tasks.append(
-            {"name": "Write nginx.conf", "ansible.builtin.copy": {"content": NGINX_CONF.format(prefix=self.prefix),
-                                                                  "dest": str(self.conf), "mode": "0644"}}
+            {
+                "name": "Write nginx.conf",
+                "ansible.builtin.copy": {
+                    "content": NGINX_CONF.format(prefix=self.prefix),
+                    "dest": str(self.conf),
+                    "mode": "0644",
+                },
+            }
         )
-        return [{"name": "render the api role's nginx files", "hosts": "localhost", "gather_facts": False,
-                 "vars": self.template_vars(), "tasks": tasks}]
+        return [
+            {
+                "name": "render the api role's nginx files",
+                "hosts": "localhost",
+                "gather_facts": False,
+                "vars": self.template_vars(),
+                "tasks": tasks,
+            }
+        ]
 
     def nginx(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -32,8 +32,15 @@ def route_by_hand(routed, color):
     tmp.symlink_to(f"sets/{letter * 10}")
     os.replace(tmp, routed.routing_dir / "split")
     routed.state_file.write_text(
-        json.dumps({"active": color, "previous": None, "upstream": routed.upstreams[color],
-                    "routing": letter * 10, "canary": None})
+        json.dumps(
+            {
+                "active": color,
+                "previous": None,
+                "upstream": routed.upstreams[color],
+                "routing": letter * 10,
+                "canary": None,
+            }
+        )
     )
 
 
@@ -75,7 +82,12 @@ def test_switch_without_reload_then_unchanged_rerun(routed_blue, playbook):
     assert routed_blue.worker_pids() == workers
     assert routed_blue.nginx_files() == files
     state = json.loads(routed_blue.state_file.read_text())
-    assert (state["active"], state["previous"], state["routing"], state["canary"]) == ("green", "blue", "gggggggggg", None)
+    assert (state["active"], state["previous"], state["routing"], state["canary"]) == (
+        "green",
+        "blue",
+        "gggggggggg",
+        None,
+    )
 
     rerun = playbook(routed_blue.play("green"))
     assert rerun.failed() == 0, rerun.task(TASK)

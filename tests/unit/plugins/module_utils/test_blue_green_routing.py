@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -91,7 +92,12 @@ def test_weight_needs_routing_dir():
 
 @pytest.mark.parametrize(
     ("color", "weight", "before", "active"),
-    [("green", 100, "blue", "green"), ("green", 10, "blue", "blue"), ("green", 10, None, "blue"), ("blue", 50, "blue", "green")],
+    [
+        ("green", 100, "blue", "green"),
+        ("green", 10, "blue", "blue"),
+        ("green", 10, None, "blue"),
+        ("blue", 50, "blue", "green"),
+    ],
 )
 def test_primary_after(color, weight, before, active):
     assert primary_after(color, weight, before) == active
@@ -103,7 +109,7 @@ def test_first_switch_builds_links_and_state(box):
     assert (result["changed"], result["switched"], result["reloaded"]) == (True, True, False)
     assert os.readlink(routing_dir / "split") == "sets/gggggggggg"
     assert routing.slot_colors(str(routing_dir)) == ["green"] * 10
-    state = json.loads(open(params["state_file"]).read())
+    state = json.loads(Path(params["state_file"]).read_text())
     assert (state["active"], state["routing"], state["canary"]) == ("green", "gggggggggg", None)
     again = run_switch(params)
     assert again["changed"] is False
@@ -113,7 +119,11 @@ def test_canary_keeps_the_old_colour_active_then_promotes(box):
     params, routing_dir = box
     run_switch(params, color="blue")
     step = run_switch(params, weight=20)
-    assert (step["active"], step["canary"], step["weights"]) == ("blue", {"color": "green", "weight": 20}, {"blue": 80, "green": 20})
+    assert (step["active"], step["canary"], step["weights"]) == (
+        "blue",
+        {"color": "green", "weight": 20},
+        {"blue": 80, "green": 20},
+    )
     assert routing.slot_colors(str(routing_dir)) == ["green"] * 2 + ["blue"] * 8
     done = run_switch(params, weight=100)
     assert (done["active"], done["previous"], done["canary"]) == ("green", "blue", None)
@@ -133,24 +143,28 @@ def test_health_checked_only_when_the_share_grows(box):
 def test_check_mode_writes_nothing(box):
     params, routing_dir = box
     run_switch(params, color="blue")
-    state = open(params["state_file"]).read()
+    state = Path(params["state_file"]).read_text()
     result = run_switch(params, check_mode=True, weight=10)
     assert result["changed"] is True
     assert os.readlink(routing_dir / "split") == "sets/bbbbbbbbbb"
-    assert open(params["state_file"]).read() == state
+    assert Path(params["state_file"]).read_text() == state
     assert not (routing_dir / "sets" / "gbbbbbbbbb").exists()
 
 
 def test_failed_verify_puts_the_split_back(box):
     params, routing_dir = box
     run_switch(params, color="blue")
-    state = open(params["state_file"]).read()
+    state = Path(params["state_file"]).read_text()
     with pytest.raises(BlueGreenError, match="was put back"):
         run_switch(
-            params, fetch=Fetch(header="blue"), verify_url="http://127.0.0.1/", verify_header="X-Color", verify_timeout=0.01
+            params,
+            fetch=Fetch(header="blue"),
+            verify_url="http://127.0.0.1/",
+            verify_header="X-Color",
+            verify_timeout=0.01,
         )
     assert os.readlink(routing_dir / "split") == "sets/bbbbbbbbbb"
-    assert open(params["state_file"]).read() == state
+    assert Path(params["state_file"]).read_text() == state
 
 
 def test_canary_verify_accepts_either_colour(box):

@@ -29,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 
+from ansible_collections.stackops.platform.plugins.module_utils import blue_green_routing as routing
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import HolderLock, atomic_write
 
 COLORS = ("blue", "green")
@@ -60,6 +61,8 @@ DEFAULTS = {
     "nginx_test_cmd": None,
     "nginx_reload_cmd": None,
     "force": False,
+    "routing_dir": None,
+    "weight": None,
 }
 MIN_REQUEST_TIMEOUT = 0.5
 
@@ -190,6 +193,12 @@ def validate_params(params):
     for opt in ("nginx_test_cmd", "nginx_reload_cmd"):
         if params.get(opt) is not None and not params[opt]:
             raise ValueError(f"{opt} must not be an empty list: omit it to use the default command")
+    if params.get("weight") is not None and not params.get("routing_dir"):
+        raise ValueError(
+            f"weight {params['weight']} needs routing_dir: only the symlink routing splits traffic between colours"
+        )
+    if params.get("routing_dir"):
+        params["weight"] = routing.validate_weight(params.get("weight"))
     filled = dict(params)
     filled["upstream_file"] = params.get("upstream_file") or os.path.join(DEFAULT_UPSTREAM_DIR, f"{name}_upstream.conf")
     filled["state_file"] = params.get("state_file") or os.path.join(DEFAULT_STATE_DIR, f"{name}.json")
@@ -431,8 +440,14 @@ def switch(params, run, check_mode=False, **hooks):
     """Do (or in check mode, predict) one switch; return the result dict or raise BlueGreenError.
 
     ``run(argv) -> (rc, stdout, stderr)`` runs a command. ``hooks`` may replace ``fetch(url, timeout)
-    -> Response``, ``clock()`` and ``sleep(seconds)`` (tests do).
+    -> Response``, ``clock()`` and ``sleep(seconds)`` (tests do). With ``routing_dir`` the switch moves symlinks
+    and never reloads nginx (blue_green_routed); without it, the upstream file is rewritten and nginx reloaded.
     """
+    if params.get("routing_dir"):
+        # Imported here: blue_green_routed builds on this module's Switcher.
+        from ansible_collections.stackops.platform.plugins.module_utils.blue_green_routed import RoutedSwitcher  # noqa: PLC0415
+
+        return RoutedSwitcher(params, run, check_mode, **hooks).execute()
     return Switcher(params, run, check_mode, **hooks).execute()
 
 
@@ -471,6 +486,13 @@ class Switcher:
     def _execute_locked(self):
         params = self.params
         p = self.plan = plan(params)
+        if p["current_text"] and "\n# stackops routing: " in "\n" + p["current_text"]:
+            raise BlueGreenError(
+                f"{params['upstream_file']} holds the symlink routing layout (a '# stackops routing:' line): pass "
+                "routing_dir (the directory that line names) to switch without a reload. Nothing was changed.",
+                active=p["active_before"],
+                switched=False,
+            )
         color, server = p["color"], p["server"]
         self.result = {
             "changed": False,

@@ -33,6 +33,14 @@ description:
     one step; with O(release=previous) it is the fast rollback right after a deploy, when the old colour still
     runs the previous release. It holds the deploy root's lock throughout, so no deploy changes the tree
     meanwhile.
+  - With O(routing_dir) the switch never reloads nginx (nginx's reload closes idle keep-alive client connections,
+    which clients that do not retry see as errors). The nginx site routes each request through a symlink that
+    nginx resolves per request (C(root <routing_dir>/split/slot$<name>_slot;), C(map $realpath_root) to the
+    upstream C(<name>_blue) or C(<name>_green), C(proxy_pass http://$<name>_backend;)); the module renames
+    C(<routing_dir>/split) onto a set of ten slot links in one atomic step, then verifies through nginx (renaming
+    it back on failure). O(upstream_file) is then the api role's routing file, which the module only reads (it
+    must name O(routing_dir)); the module never tests or reloads nginx in this mode.
+  - With O(routing_dir), O(weight) routes only that share of requests to O(color) (canary), in steps of 10 %.
   - Standard library only (urllib); HTTP requests never use proxies from the environment.
 options:
   name:
@@ -175,6 +183,26 @@ options:
         Use C([systemctl, reload, nginx]) where systemd manages nginx.
     type: list
     elements: str
+  routing_dir:
+    description:
+      - Directory of the symlink routing (for example C(/var/lib/stackops/routing/<name>)). When set, the switch
+        renames symlinks there instead of rewriting O(upstream_file) and reloading nginx; O(upstream_file) must be
+        the routing file written by the api role (it holds the line C(# stackops routing) followed by the
+        routing directory), otherwise the module fails, changing nothing, and asks for one api role run (the
+        one reload of the migration).
+      - Its parent directory must exist. C(blue/), C(green/), C(sets/<pattern>/slot0..slot9) and C(split) are
+        created in it as needed.
+    type: path
+    version_added: 0.2.0
+  weight:
+    description:
+      - With O(routing_dir), the percentage of requests routed to O(color), in steps of 10 (0 to 100). The rest
+        goes to the other colour. Default 100 (a full switch). C(0) means the other colour at 100 (a canary
+        abort).
+      - The health check runs when O(color)'s share grows. Below 100 the state file keeps the other colour as
+        RV(active) and records the canary; O(verify_header) is then not demanded (a request may reach either colour).
+    type: int
+    version_added: 0.2.0
   force:
     description:
       - Switch without the health check. B(Dangerous) because nginx then sends all traffic to a colour that may not
@@ -190,7 +218,7 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-    details: Before and after content of O(upstream_file).
+    details: Before and after content of O(upstream_file); with O(routing_dir), the routing before and after.
   platform:
     description: Target OS/families that can be operated against.
     support: N/A
@@ -268,6 +296,26 @@ EXAMPLES = r"""
     health_interval: 0.05
     health_timeout: 5
   register: __shop_rollback
+
+- name: Canary - send 10 % of shop's requests to green without reloading nginx
+  stackops.platform.blue_green:
+    name: shop
+    color: green
+    weight: 10
+    routing_dir: /var/lib/stackops/routing/shop
+    upstreams:
+      blue: 127.0.0.1:8001
+      green: 127.0.0.1:8002
+    verify_url: http://127.0.0.1/health
+
+- name: Abort that canary - every request back to blue
+  stackops.platform.blue_green:
+    name: shop
+    color: blue
+    routing_dir: /var/lib/stackops/routing/shop
+    upstreams:
+      blue: 127.0.0.1:8001
+      green: 127.0.0.1:8002
 
 - name: Switch an nginx started with its own prefix and config, check the colour header through nginx
   stackops.platform.blue_green:
@@ -362,6 +410,46 @@ color_found:
   returned: when O(release) is set
   type: bool
   sample: true
+routing_dir:
+  description: With O(routing_dir), its absolute path.
+  returned: when O(routing_dir) is set
+  type: str
+  sample: /var/lib/stackops/routing/shop
+routing:
+  description: With O(routing_dir), the slot pattern now routed (one letter per 10 % slot, C(b) blue, C(g) green).
+  returned: when O(routing_dir) is set
+  type: str
+  sample: gbbbbbbbbb
+routing_before:
+  description: With O(routing_dir), the slot pattern before this task; null when there was no routing yet.
+  returned: when O(routing_dir) is set
+  type: str
+  sample: bbbbbbbbbb
+weight:
+  description: With O(routing_dir), the share (percent) of O(color) after this task.
+  returned: when O(routing_dir) is set
+  type: int
+  sample: 10
+weights:
+  description: With O(routing_dir), the share (percent) of each colour after this task.
+  returned: when O(routing_dir) is set
+  type: dict
+  sample: {blue: 90, green: 10}
+weights_before:
+  description: With O(routing_dir), the share of each colour before this task (empty when there was no routing).
+  returned: when O(routing_dir) is set
+  type: dict
+  sample: {blue: 100, green: 0}
+canary:
+  description: With O(routing_dir), C({color, weight}) while a colour gets less than 100 %, else null.
+  returned: when O(routing_dir) is set
+  type: dict
+  sample: {color: green, weight: 10}
+reloaded:
+  description: With O(routing_dir), whether nginx was reloaded (never).
+  returned: when O(routing_dir) is set
+  type: bool
+  sample: false
 nginx_stderr:
   description: nginx's error output when the configuration test or the reload failed.
   returned: failure
@@ -409,6 +497,8 @@ def argument_spec():
         nginx_test_cmd=dict(type="list", elements="str"),
         nginx_reload_cmd=dict(type="list", elements="str"),
         force=dict(type="bool", default=False),
+        routing_dir=dict(type="path"),
+        weight=dict(type="int"),
     )
 
 

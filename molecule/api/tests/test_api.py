@@ -185,10 +185,22 @@ def test_systemd_hardening(host):
     assert out.rc != 0
 
 
-def test_upstream_file_points_at_blue_and_is_not_overwritten(host):
-    path = "/etc/nginx/conf.d/api_upstream.conf"
-    assert "server 127.0.0.1:8001;" in host.file(path).content_string
-    assert "upstream api_backend" in host.file(path).content_string
+def nginx_workers(host):
+    master = host.file("/run/nginx.pid").content_string.strip()
+    return set(host.run("pgrep -P %s", master).stdout.split())
+
+
+def test_routing_file_and_links_route_to_blue(host):
+    text = host.file("/etc/nginx/conf.d/api_upstream.conf").content_string
+    assert "# stackops routing: /var/lib/stackops/routing/api" in text
+    assert "upstream api_blue" in text and "server 127.0.0.1:8001;" in text
+    assert "upstream api_green" in text and "server 127.0.0.1:8002;" in text
+    assert host.file("/var/lib/stackops/routing/api/split").linked_to == "/var/lib/stackops/routing/api/sets/bbbbbbbbbb"
+    assert host.run("readlink -f /var/lib/stackops/routing/api/split/slot9").stdout.strip().endswith("/blue")
+    # The access log names the colour and its upstream address.
+    curl(host, NGINX + "/")
+    last = host.file("/var/log/nginx/api.access.log").content_string.strip().splitlines()[-1]
+    assert "upstream=127.0.0.1:8001 " in last and last.endswith("color=blue"), last
 
 
 def test_sigterm_stops_quickly_despite_keepalive(host):
@@ -227,6 +239,7 @@ def test_invalid_nginx_setting_refused_and_site_kept(host):
 
 
 def test_deploy_contract_green_then_role_keeps_upstream(host):
+    workers = nginx_workers(host)
     rc, output = run_playbook("deploy_green.yml")
     assert rc == 0, output[-3000:]
     assert host.service(f"{APP}@green").is_running
@@ -235,9 +248,13 @@ def test_deploy_contract_green_then_role_keeps_upstream(host):
     assert status == 200 and json.loads(body)["color"] == "green" and json.loads(body)["version"] == "1.0.1"
     # Blue still runs the old release (instant rollback target).
     assert json.loads(curl(host, BLUE + "/")[2])["version"] == "1.0.0"
-    # Re-applying the role leaves the module's upstream file alone and changes nothing.
+    # The switch renamed a symlink: nginx was not reloaded (the same workers serve).
+    assert host.file("/var/lib/stackops/routing/api/split").linked_to == "/var/lib/stackops/routing/api/sets/gggggggggg"
+    assert nginx_workers(host) == workers
+    # Re-applying the role leaves the routing alone and changes nothing.
     rc, output = run_playbook("converge.yml")
     assert rc == 0, output[-3000:]
     assert re.search(r"api-instance\s*:\s*ok=\d+\s+changed=0\s", output), output[-2000:]
-    assert "server 127.0.0.1:8002;" in host.file("/etc/nginx/conf.d/api_upstream.conf").content_string
+    assert host.file("/var/lib/stackops/routing/api/split").linked_to == "/var/lib/stackops/routing/api/sets/gggggggggg"
     assert json.loads(curl(host, NGINX + "/")[2])["color"] == "green"
+    assert nginx_workers(host) == workers

@@ -57,6 +57,8 @@ class Backend:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One write per answer (no Nagle delay between header and body writes on keep-alive connections).
+            wbufsize = 65536
 
             def do_GET(self):
                 if self.path == "/health" and backend.healthy:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from blue_green_stack import APP, Stack, get
@@ -47,3 +51,49 @@ def blue(stack):
     """nginx serving blue, state file saying blue, both colours healthy."""
     stack.reset("blue")
     return stack
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory):
+    """nginx configured by the api role's templates (symlink routing), blue routed, started once per module."""
+    from routed_stack import RoutedStack  # noqa: PLC0415 (only the routing tests need it)
+
+    prefix = tmp_path_factory.mktemp("bg-routed")
+    prefix.chmod(0o755)
+    st = RoutedStack(prefix, name=f"bgroute{os.getpid()}")
+    play = prefix / "render.yml"
+    play.write_text(json.dumps(st.render_play()))
+    rendered = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(play),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    started = None
+    try:
+        checked = st.nginx("-t")
+        assert checked.returncode == 0, checked.stderr
+        started = st.nginx()
+        assert started.returncode == 0, f"nginx did not start: {started.stderr} {st.error_log()}"
+        yield st
+    finally:
+        if started is not None and started.returncode == 0:
+            st.nginx("-s", "quit")
+            pid_file = prefix / "nginx.pid"
+            deadline = time.monotonic() + 10
+            while pid_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        for backend in st.backends.values():
+            backend.stop()
+        st.access_log.unlink(missing_ok=True)
+        Path(f"/var/log/nginx/{st.name}.error.log").unlink(missing_ok=True)

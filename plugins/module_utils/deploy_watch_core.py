@@ -39,7 +39,7 @@ class WatchError(Exception):
 class Entry:
     """The fields of one access-log line the watch needs."""
 
-    __slots__ = ("status", "upstreams", "upstream_times", "color")
+    __slots__ = ("color", "status", "upstream_times", "upstreams")
 
     def __init__(self, status, upstreams, upstream_times, color=None):
         self.status = status
@@ -154,7 +154,8 @@ def verdict(tally, max_error_ratio, max_p95_ms, min_requests):
         return (
             False,
             False,
-            f"not enough traffic to judge: {tally.requests} requests to {tally.color} (fewer than {min_requests}); passed",
+            f"not enough traffic to judge: {tally.requests} requests to {tally.color} "
+            f"(fewer than {min_requests}); passed",
         )
     breaches = []
     if tally.error_ratio > max_error_ratio:
@@ -170,7 +171,8 @@ def verdict(tally, max_error_ratio, max_p95_ms, min_requests):
     return (
         False,
         True,
-        f"within guardrails: 5xx {tally.error_ratio:.2%} (max {max_error_ratio:.2%}), p95 {shown_p95} (max {max_p95_ms:g} ms)",
+        f"within guardrails: 5xx {tally.error_ratio:.2%} (max {max_error_ratio:.2%}), "
+        f"p95 {shown_p95} (max {max_p95_ms:g} ms)",
     )
 
 
@@ -300,8 +302,19 @@ class LogTail:
         return lines
 
 
-def watch(tail, tally, *, seconds, interval, max_error_ratio, max_p95_ms, min_requests, stop_on_breach=True,
-          clock=time.monotonic, sleep=time.sleep):
+def watch(
+    tail,
+    tally,
+    *,
+    seconds,
+    interval,
+    max_error_ratio,
+    max_p95_ms,
+    min_requests,
+    stop_on_breach=True,
+    clock=time.monotonic,
+    sleep=time.sleep,
+):
     """Feed the tally from the tail for ``seconds`` (or until a breach with enough traffic); the result dict."""
     started = clock()
     deadline = started + seconds
@@ -341,7 +354,7 @@ def watch(tail, tally, *, seconds, interval, max_error_ratio, max_p95_ms, min_re
     }
 
 
-def validate(seconds, interval, max_error_ratio, max_p95_ms, min_requests, addresses, color):
+def validate(*, color, addresses, seconds, interval, max_error_ratio, max_p95_ms, min_requests):
     """WatchError naming the first bad setting."""
     if not color:
         raise WatchError("color: name the colour to watch (blue or green)")

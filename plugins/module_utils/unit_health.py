@@ -120,22 +120,26 @@ class UnitWait:
                 attempts += 1
                 consecutive = consecutive + 1 if last.status == expected_status else 0
                 if consecutive >= healthy_threshold:
-                    return self._result(True, started, unit, props, attempts, last, "healthy")
+                    return self._result(started, unit, props, attempts, last, reason="healthy")
             else:
-                return self._result(False, started, unit, props, attempts, last, problem, self.journal(unit, journal_lines))
+                return self._result(
+                    started, unit, props, attempts, last, reason=problem, journal=self.journal(unit, journal_lines)
+                )
             if self.clock() + interval > deadline:
                 reason = (
                     f"no healthy answer from {url} within {timeout:g} s (last: "
                     f"{last.describe() if last else 'none'}); the unit is {props.get('ActiveState', '?')}/"
                     f"{props.get('SubState', '?')}"
                 )
-                return self._result(False, started, unit, props, attempts, last, reason, self.journal(unit, journal_lines))
+                return self._result(
+                    started, unit, props, attempts, last, reason=reason, journal=self.journal(unit, journal_lines)
+                )
             self.sleep(interval)
             props = self.state(unit)
 
-    def _result(self, ok, started, unit, props, attempts, last, reason, journal=None):
+    def _result(self, started, unit, props, attempts, last, *, reason, journal=None):
         return {
-            "ok": ok,
+            "ok": reason == "healthy",
             "unit": unit,
             "reason": reason,
             "elapsed": round(self.clock() - started, 3),

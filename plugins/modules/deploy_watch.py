@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: deploy_watch
-short_description: Watch a colour after a blue-green switch: 5xx ratio and p95 latency from nginx's access log
+short_description: Watch a colour after a blue-green switch (5xx ratio, p95 latency) in nginx's access log
 version_added: 0.2.0
 author:
   - stackops platform contributors (!UNKNOWN)
@@ -299,8 +299,15 @@ def main():
     addresses = color_addresses(p["upstreams"], p["color"])
     log_path = p["log_path"] or f"/var/log/nginx/{p['name']}.access.log"
     try:
-        validate(p["seconds"], p["interval"], p["max_error_ratio"], p["max_p95_ms"], p["min_requests"],
-                 addresses, p["color"])
+        validate(
+            color=p["color"],
+            addresses=addresses,
+            seconds=p["seconds"],
+            interval=p["interval"],
+            max_error_ratio=p["max_error_ratio"],
+            max_p95_ms=p["max_p95_ms"],
+            min_requests=p["min_requests"],
+        )
         tail = LogTail(log_path, p["start_offset"], p["start_inode"])
     except WatchError as exc:
         module.fail_json(msg=str(exc), log_path=log_path)

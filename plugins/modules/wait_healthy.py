@@ -103,7 +103,9 @@ reason:
   description: C(healthy), or why not (the unit's state, or the last health answer at the timeout).
   returned: always
   type: str
-  sample: "the unit is restart-looping: its process exited with status 1 and systemd restarts it (ActiveState=activating SubState=auto-restart Result=exit-code NRestarts=1)"
+  sample: >-
+    the unit is restart-looping: its process exited with status 1 and systemd restarts it
+    (ActiveState=activating SubState=auto-restart Result=exit-code NRestarts=1)
 elapsed:
   description: Seconds the wait took.
   returned: always
@@ -191,9 +193,21 @@ def main():
     if bad:
         module.fail_json(msg=bad)
     if module.check_mode:
-        module.exit_json(changed=False, skipped=True, ok=True, reason="check mode: nothing was waited for",
-                         unit=p["unit"], elapsed=0.0, attempts=0, last_status=None, last_body="",
-                         active_state=None, sub_state=None, restarts=0, journal=[])
+        module.exit_json(
+            changed=False,
+            skipped=True,
+            ok=True,
+            reason="check mode: nothing was waited for",
+            unit=p["unit"],
+            elapsed=0.0,
+            attempts=0,
+            last_status=None,
+            last_body="",
+            active_state=None,
+            sub_state=None,
+            restarts=0,
+            journal=[],
+        )
 
     def run(argv):
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "sample_app"))
 
-from app import config, server  # noqa: E402
+from app import config, server
 
 
 def _backend_up():

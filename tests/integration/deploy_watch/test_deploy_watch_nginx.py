@@ -28,7 +28,7 @@ def results(run, prefix: str) -> list[dict]:
 
 
 def watch_result(run) -> dict:
-    found = results(run, "Watch the colour green")
+    found = results(run, "Watch through the access log")
     assert found, [e["task"] for e in run.results]
     return found[-1]
 
@@ -112,7 +112,7 @@ def test_watch_off_keeps_the_switch(stack, deploy_root, playbook):
             stack.switch_and_watch_play(deploy_root, deploy_watch_seconds=0), envvars={"PATH": stack.path_env}
         )
     assert run.failed() == 0, run.results
-    assert not results(run, "Watch the colour green")
+    assert not results(run, "Watch through the access log")
     assert_nginx_on(stack, "green")
 
 

@@ -110,9 +110,7 @@ class Colour:
             env["APP_ERROR_RATIO"] = str(error_ratio)
         self.log = workdir / f"{color}.log"
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-                [sys.executable, str(LAUNCHER)], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+            self.proc = subprocess.Popen([sys.executable, str(LAUNCHER)], env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while True:
             try:

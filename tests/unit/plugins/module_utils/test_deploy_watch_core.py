@@ -76,8 +76,13 @@ def test_colour_field_wins_over_the_address():
 
 @pytest.mark.parametrize(
     ("values", "share", "expected"),
-    [([], 0.95, None), ([5.0], 0.95, 5.0), (list(range(1, 101)), 0.95, 95), (list(range(1, 21)), 0.95, 19),
-     ([3, 1, 2], 0.5, 2)],
+    [
+        ([], 0.95, None),
+        ([5.0], 0.95, 5.0),
+        (list(range(1, 101)), 0.95, 95),
+        (list(range(1, 21)), 0.95, 19),
+        ([3, 1, 2], 0.5, 2),
+    ],
 )
 def test_percentile_nearest_rank(values, share, expected):
     assert percentile(values, share) == expected
@@ -133,7 +138,16 @@ def test_both_breaches_are_named():
 )
 def test_validate_names_the_bad_value(args, words):
     with pytest.raises(WatchError, match=words):
-        validate(*args)
+        seconds, interval, ratio, p95, minimum, addresses, color = args
+        validate(
+            color=color,
+            addresses=addresses,
+            seconds=seconds,
+            interval=interval,
+            max_error_ratio=ratio,
+            max_p95_ms=p95,
+            min_requests=minimum,
+        )
 
 
 def write(path, lines, mode="a"):
@@ -225,7 +239,7 @@ def test_tail_after_a_truncation_reads_from_the_start(tmp_path, during):
 
 
 def test_tail_of_a_missing_log_names_it(tmp_path):
-    with pytest.raises(WatchError, match="cannot read the access log .*nope.log"):
+    with pytest.raises(WatchError, match=r"cannot read the access log .*nope\.log"):
         LogTail(str(tmp_path / "nope.log"), 0, None)
 
 

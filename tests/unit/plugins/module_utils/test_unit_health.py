@@ -14,14 +14,26 @@ from ansible_collections.stackops.platform.plugins.module_utils.unit_health impo
     unit_problem,
 )
 
-RUNNING = "LoadState=loaded\nActiveState=active\nSubState=running\nResult=success\nNRestarts=0\nExecMainStatus=0\nExecMainCode=0\n"
+RUNNING = (
+    "LoadState=loaded\nActiveState=active\nSubState=running\nResult=success\nNRestarts=0\n"
+    "ExecMainStatus=0\nExecMainCode=0\n"
+)
 AUTO_RESTART = (
     "LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nResult=exit-code\nNRestarts=1\n"
     "ExecMainStatus=1\nExecMainCode=1\n"
 )
-FAILED = "LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nNRestarts=5\nExecMainStatus=3\nExecMainCode=1\n"
-EXITED_0 = "LoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nNRestarts=0\nExecMainStatus=0\nExecMainCode=1\n"
-KILLED = "LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=signal\nNRestarts=0\nExecMainStatus=9\nExecMainCode=2\n"
+FAILED = (
+    "LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nNRestarts=5\n"
+    "ExecMainStatus=3\nExecMainCode=1\n"
+)
+EXITED_0 = (
+    "LoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nNRestarts=0\n"
+    "ExecMainStatus=0\nExecMainCode=1\n"
+)
+KILLED = (
+    "LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=signal\nNRestarts=0\n"
+    "ExecMainStatus=9\nExecMainCode=2\n"
+)
 RESTARTED_RUNNING = RUNNING.replace("NRestarts=0", "NRestarts=1")
 NOT_FOUND = "LoadState=not-found\nActiveState=inactive\nSubState=dead\n"
 STARTING = RUNNING.replace("ActiveState=active", "ActiveState=activating").replace("SubState=running", "SubState=start")
@@ -120,7 +132,8 @@ def test_timeout_names_the_last_answer_and_the_state():
     host = Host([RUNNING], [Response(503, "db down")])
     result = host.wait(timeout=3)
     assert not result["ok"]
-    assert "within 3 s" in result["reason"] and "status 503" in result["reason"] and "active/running" in result["reason"]
+    reason = result["reason"]
+    assert "within 3 s" in reason and "status 503" in reason and "active/running" in reason
     assert result["journal"]
 
 
@@ -136,5 +149,5 @@ def test_journal_failure_is_reported_not_raised():
 
 
 def test_systemctl_failure_raises_unit_down():
-    with pytest.raises(UnitDown, match="systemctl show api@green.service failed"):
+    with pytest.raises(UnitDown, match=r"systemctl show api@green\.service failed"):
         Host([None]).wait()

@@ -30,10 +30,20 @@ def test_watch_reads_from_the_offset_and_reports_a_breach(tmp_path, capsys):
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(log_line(200, UPSTREAMS["green"]) * 18 + log_line(503, UPSTREAMS["green"]) * 2)
         fh.write(log_line(500, UPSTREAMS["blue"]) * 7)
-    rc, result = run_module(deploy_watch, capsys, {
-        "name": "app", "color": "green", "upstreams": UPSTREAMS, "log_path": str(log),
-        "start_offset": offset, "start_inode": log.stat().st_ino, "seconds": 0.3, "interval": 0.1,
-    })
+    rc, result = run_module(
+        deploy_watch,
+        capsys,
+        {
+            "name": "app",
+            "color": "green",
+            "upstreams": UPSTREAMS,
+            "log_path": str(log),
+            "start_offset": offset,
+            "start_inode": log.stat().st_ino,
+            "seconds": 0.3,
+            "interval": 0.1,
+        },
+    )
     assert rc == 0 and result["changed"] is False
     assert (result["requests"], result["errors_5xx"], result["error_ratio"]) == (20, 2, 0.1)
     assert result["breached"] and result["stopped_early"] and result["lines_other"] == 7
@@ -41,9 +51,17 @@ def test_watch_reads_from_the_offset_and_reports_a_breach(tmp_path, capsys):
 
 
 def test_watch_of_a_missing_log_fails_naming_it(tmp_path, capsys):
-    rc, result = run_module(deploy_watch, capsys, {
-        "name": "app", "color": "green", "upstreams": UPSTREAMS, "log_path": str(tmp_path / "none.log"), "seconds": 1,
-    })
+    rc, result = run_module(
+        deploy_watch,
+        capsys,
+        {
+            "name": "app",
+            "color": "green",
+            "upstreams": UPSTREAMS,
+            "log_path": str(tmp_path / "none.log"),
+            "seconds": 1,
+        },
+    )
     assert rc == 1 and "none.log" in result["msg"]
 
 

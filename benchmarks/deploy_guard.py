@@ -91,6 +91,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100, help="requests per second through nginx during 3 and 4")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--watch-seconds", type=float, default=15, help="deploy_watch_seconds (max 30)")
+    parser.add_argument("--provision-timeout", type=float, default=1500, help="seconds for the provisioning play")
     parser.add_argument("--keep", action="store_true", help="leave the container running (debugging)")
     args = parser.parse_args()
     if not 2 <= args.watch_seconds <= 30:
@@ -138,13 +139,13 @@ def bench(args, workdir: Path, container: zd.Container) -> int:
 
     def deploy(name: str, release_id: str) -> dict:
         out = zd.playbook(
-            workdir, inventory, deploy_yml, {"release_archive": str(releases[name]), "release_id": release_id}
+            workdir, inventory, deploy_yml, {"release_archive": str(releases[name]), "release_id": release_id}, 900
         )
         zd.log(f"deploy {name} ({release_id}): rc={out['rc']} wall={out['wall']:.1f}s")
         return out
 
     zd.log("provisioning PostgreSQL, Redis, api and worker roles")
-    out = zd.playbook(workdir, inventory, prepare, timeout=600)
+    out = zd.playbook(workdir, inventory, prepare, timeout=args.provision_timeout)
     if out["rc"]:
         zd.log(f"provisioning failed: {zd.first_failure(out)}")
         return 1

@@ -35,7 +35,7 @@ class Settings:
     release_dir: Path
     fail_health: bool
     queue: str = "jobs"
-    # APP_ERROR_RATIO: share of requests answered 500 (alert drills; app.faults). 0 = off.
+    # APP_ERROR_RATIO (or the release's ERROR_RATIO file): share of requests answered 500 (app.faults). 0 = off.
     error_ratio: float = 0.0
 
     @property
@@ -62,5 +62,5 @@ def load(environ: dict | None = None, host: str | None = None, port: int | None 
         release_dir=RELEASE_DIR,
         fail_health=environ.get("APP_FAIL_HEALTH", "") == "1",
         queue=environ.get("APP_QUEUE", "jobs"),
-        error_ratio=faults.parse_ratio(environ.get(faults.ENV)),
+        error_ratio=faults.configured_ratio(environ, RELEASE_DIR),
     )

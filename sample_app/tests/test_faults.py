@@ -63,3 +63,18 @@ def test_server_answers_500_and_counts_it(tmp_path):
         srv.graceful_stop()
         srv.server_close()
         thread.join(5)
+
+
+def test_release_file_sets_the_ratio_for_that_release_only(tmp_path):
+    assert faults.configured_ratio({}, tmp_path) == 0.0
+    (tmp_path / "ERROR_RATIO").write_text("0.1\n")
+    assert faults.configured_ratio({}, tmp_path) == 0.1
+    assert faults.configured_ratio({"APP_ERROR_RATIO": ""}, tmp_path) == 0.1
+    # The environment wins.
+    assert faults.configured_ratio({"APP_ERROR_RATIO": "0.5"}, tmp_path) == 0.5
+
+
+def test_bad_release_file_names_the_file(tmp_path):
+    (tmp_path / "ERROR_RATIO").write_text("lots\n")
+    with pytest.raises(ValueError, match="ERROR_RATIO holds 'lots'"):
+        faults.configured_ratio({}, tmp_path)

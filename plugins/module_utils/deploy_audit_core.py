@@ -11,6 +11,7 @@ entry always starts on a line of its own and readers can skip the one broken lin
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import (
@@ -48,7 +49,7 @@ def _number(name, value):
         number = float(value)
     except (TypeError, ValueError):
         raise AuditError(f"{name} {value!r} is not a number of seconds") from None
-    if number < 0 or number != number:  # NaN is not equal to itself
+    if number < 0 or math.isnan(number):
         raise AuditError(f"{name} {value!r} must be 0 or more seconds")
     return round(number, 3)
 

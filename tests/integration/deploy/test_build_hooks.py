@@ -19,7 +19,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = str(REPO_ROOT / "playbooks" / "deploy.yml")
 AUDITED = str(REPO_ROOT / "playbooks" / "tasks" / "audited.yml")
-FAIL_TASK = "Fail as the deploy did"
+FAIL_TASK = "Fail the host with the error of the deploy"
 
 
 def snapshot(root: Path) -> dict:
@@ -54,7 +54,12 @@ def estate(tmp_path, playbook):
             {
                 "hosts": "localhost",
                 "gather_facts": False,
-                "tasks": [{"name": "Build r1", "stackops.platform.release": {"path": str(root), "src": str(src), "release_id": "r1"}}],
+                "tasks": [
+                    {
+                        "name": "Build r1",
+                        "stackops.platform.release": {"path": str(root), "src": str(src), "release_id": "r1"},
+                    }
+                ],
             }
         ]
     )
@@ -134,7 +139,10 @@ def test_hooks_build_the_release_as_the_app_user_then_give_it_back(estate, playb
         inventory=inventory,
         extravars=dict(
             extravars,
-            deploy_build_commands=["mkdir -p vendor && echo built > vendor/marker", "id -un > vendor/who; echo $HOME > vendor/home"],
+            deploy_build_commands=[
+                "mkdir -p vendor && echo built > vendor/marker",
+                "id -un > vendor/who; echo $HOME > vendor/home",
+            ],
             deploy_build_environment={"BUILD_FLAVOUR": "prod"},
         ),
     )
@@ -179,7 +187,8 @@ def test_audit_wrapper_records_a_good_event_and_who_ran_it(tmp_path, playbook):
         "---\n- name: Pretend to deploy\n  ansible.builtin.set_fact:\n"
         "    __deploy_activated: {release_id: r3, previous: r2, current: r3}\n"
         "    __deploy_switch: {active: green, previous: blue}\n"
-        "    __deploy_watch: {color: green, requests: 420, errors_5xx: 0, error_ratio: 0.0, p95_ms: 12, breached: false}\n"
+        "    __deploy_watch: {color: green, requests: 420, errors_5xx: 0, error_ratio: 0.0, p95_ms: 12,\n"
+        "                     breached: false}\n"
     )
     run = playbook(
         [

@@ -466,7 +466,8 @@ def _dir_release(tmp_path, root, rid, keep=3, activate=True):
     src = tmp_path / f"src-{rid}"
     src.mkdir(exist_ok=True)
     (src / "VERSION").write_text(rid)
-    return core.run({"path": str(root), "src": str(src), "release_id": rid, "keep_releases": keep, "activate": activate})
+    params = {"path": str(root), "src": str(src), "release_id": rid, "keep_releases": keep, "activate": activate}
+    return core.run(params)
 
 
 def test_failed_releases_never_push_good_ones_out(tmp_path):

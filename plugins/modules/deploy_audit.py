@@ -12,9 +12,9 @@ version_added: 0.2.0
 author:
   - stackops platform contributors (!UNKNOWN)
 description:
-  - Appends one JSON object on one line to O(path), by convention C(<deploy root>/audit.jsonl): when (UTC), which
-    O(event), O(app), O(release), O(previous) release, O(color), O(result), O(duration), who ran it (O(who)),
-    the post-switch watch figures (O(watch)) and, for a failure, the O(message).
+  - Appends one JSON object on one line to O(path), by convention C(<deploy root>/audit.jsonl). It holds when (UTC),
+    which O(event), O(app), O(release), O(previous) release, O(color), O(result), O(duration), who ran it (O(who)),
+    the post-switch watch figures (O(watch)) and, for a failure, why (O(failure), recorded as C(message)).
   - Appends are serialised by an exclusive C(flock) on C(.<log name>.lock) beside the log (it names its holder
     while held), so the lines of two runs never interleave, and fsynced before the module returns. A line
     torn by a crash is closed first, so each entry is a line of its own.
@@ -74,9 +74,9 @@ options:
       - Figures of the post-switch watch (requests, error ratio, p95), when there was one.
     type: dict
     default: {}
-  message:
+  failure:
     description:
-      - Why it failed. Cut to 2000 characters.
+      - Why it failed, recorded under C(message). Cut to 2000 characters.
     type: str
   extra:
     description:
@@ -132,7 +132,7 @@ EXAMPLES = r"""
     event: rollback
     result: failed
     app: shop
-    message: "{{ ansible_failed_result.msg | default('') }}"
+    failure: "{{ ansible_failed_result.msg | default('') }}"
 """
 
 RETURN = r"""
@@ -187,7 +187,7 @@ def argument_spec():
         duration=dict(type="float"),
         who=dict(type="dict", default={}),
         watch=dict(type="dict", default={}),
-        message=dict(type="str"),
+        failure=dict(type="str"),
         extra=dict(type="dict", default={}),
         mode=dict(type="raw", default="0640"),
         lock_timeout=dict(type="float", default=10),
@@ -210,7 +210,7 @@ def main():
     params = module.params
     try:
         mode = parse_mode(params["mode"])
-        entry = build_entry(params)
+        entry = build_entry(dict(params, message=params["failure"]))
         path = check_path(params["path"])
         if module.check_mode:
             module.exit_json(changed=True, path=path, entry=entry)

@@ -51,3 +51,9 @@ def test_bad_input_fails_and_writes_nothing(capsys, tmp_path, extra, message):
 def test_missing_directory_fails(capsys, tmp_path):
     code, res = run_module(capsys, dict(base(tmp_path), path=str(tmp_path / "srv" / "audit.jsonl")))
     assert code == 1 and "does not exist" in res["msg"]
+
+
+def test_failure_is_recorded_as_message(capsys, tmp_path):
+    code, res = run_module(capsys, base(tmp_path, result="failed", failure="health check failed on green"))
+    assert code == 0
+    assert json.loads((tmp_path / "audit.jsonl").read_text())["message"] == "health check failed on green"

@@ -22,15 +22,18 @@ from ansible_collections.stackops.platform.plugins.module_utils.release_archive 
 )
 from ansible_collections.stackops.platform.plugins.module_utils.release_layout import (
     deploy_lock,
+    failed_releases,
     fsync_tree,
     read_layout,
     read_meta,
     remove_entry,
     remove_release,
+    set_status,
     stale_entries,
     switch_current,
 )
 from ansible_collections.stackops.platform.plugins.module_utils.release_names import (
+    FAILED_STATUS,
     META_FILE,
     RELEASES_DIR,
     SHARED_DIR,
@@ -138,7 +141,12 @@ def _plan_deploy(root, release_id, digest, activate, keep, *, strip=0):
     current = release_id if switch else before["current"]
     previous = before["current"] if switch else before["previous"]
     releases = sorted(set(before["releases"]) | {release_id})
-    pruned = select_prune(releases, keep, {current, previous, release_id} - {None})
+    # Failed releases (status in .release-meta) never count towards keep_releases: see select_prune. Nor does a
+    # release built without going live (activate=false): it has not proven itself yet, and it may still fail.
+    failed = failed_releases(root, before["releases"])
+    if current != release_id:
+        failed.append(release_id)
+    pruned = select_prune(releases, keep, {current, previous, release_id} - {None}, failed)
     after = {"current": current, "previous": previous, "releases": [r for r in releases if r not in pruned]}
     return before, after, build, switch, pruned
 
@@ -250,6 +258,7 @@ def deploy(params, check_mode=False, now=None):
             )
         if switch:
             switch_current(root, release_id, before["current"])
+            set_status(root, release_id, None)  # live now: a failed mark of an earlier attempt no longer holds
         for rid in pruned:
             remove_release(root, rid)
         after = read_layout(root)
@@ -270,6 +279,7 @@ def _switch_to(root, params, check_mode, target_fn):
         switch = target != before["current"]
         if switch:
             switch_current(root, target, before["current"])
+            set_status(root, target, None)
         after = read_layout(root)
     return _result(root, before, after, target, switch)
 
@@ -331,6 +341,41 @@ def remove(params, check_mode=False):
     return _result(root, before, after, release_id, present)
 
 
+def mark_failed(params, check_mode=False):
+    """state=failed: record in the release's .release-meta that it failed, so pruning never counts it."""
+    root = _root(params)
+    _require_root(root)
+    release_id = params.get("release_id")
+    if not release_id:
+        raise ReleaseError("state=failed needs release_id: the release that failed")
+    validate_release_id(release_id)
+    reason = params.get("reason") or None
+
+    def plan():
+        before = read_layout(root)
+        if release_id not in before["releases"]:
+            raise ReleaseError(
+                f"release {release_id!r} does not exist; available releases: {', '.join(before['releases']) or 'none'}"
+            )
+        if release_id == before["current"]:
+            raise ReleaseError(
+                f"refusing to mark release {release_id} failed: it is the current release; roll back or activate "
+                "another release first"
+            )
+        meta = read_meta(os.path.join(root, RELEASES_DIR, release_id))
+        return before, not (meta.get("status") == FAILED_STATUS and meta.get("failed_reason") == reason)
+
+    before, change = plan()
+    if check_mode or not change:
+        return _result(root, before, before, release_id, change)
+    with deploy_lock(root, params.get("lock_timeout")):
+        before, change = plan()
+        if change:
+            set_status(root, release_id, FAILED_STATUS, reason)
+        after = read_layout(root)
+    return _result(root, before, after, release_id, change)
+
+
 def run(params, check_mode=False):
     state = params.get("state") or "deployed"
     if state == "deployed":
@@ -341,6 +386,8 @@ def run(params, check_mode=False):
         return activate_release(params, check_mode)
     if state == "absent":
         return remove(params, check_mode)
+    if state == "failed":
+        return mark_failed(params, check_mode)
     raise ReleaseError(f"state {state!r} is not one of {', '.join(STATES)}")
 
 

@@ -27,6 +27,7 @@ from ansible_collections.stackops.platform.plugins.module_utils.file_primitives 
 )
 from ansible_collections.stackops.platform.plugins.module_utils.release_names import (
     CURRENT_LINK,
+    FAILED_STATUS,
     ID_RE,
     LOCK_FILE,
     META_FILE,
@@ -59,6 +60,31 @@ def read_meta(release_dir):
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
+
+
+def failed_releases(root, releases):
+    """The ids among ``releases`` whose .release-meta marks them failed (build hook, health or watch failure)."""
+    rdir = os.path.join(root, RELEASES_DIR)
+    return [r for r in releases if (read_meta(os.path.join(rdir, r)) or {}).get("status") == FAILED_STATUS]
+
+
+def set_status(root, release_id, status, reason=None):
+    """Mark a release failed (with why and when) or, with status None, clear the mark; True when it changed."""
+    rpath = os.path.join(root, RELEASES_DIR, release_id)
+    meta = read_meta(rpath)
+    if meta is None:
+        raise ReleaseError(f"release {release_id} has no readable {META_FILE} under {rpath}")
+    if status is None:
+        if meta.get("status") is None:
+            return False
+        for key in ("status", "failed_at", "failed_reason"):
+            meta.pop(key, None)
+    else:
+        if meta.get("status") == status and meta.get("failed_reason") == reason:
+            return False
+        meta.update(status=status, failed_at=utc_stamp(), failed_reason=reason)
+    atomic_write_json(os.path.join(rpath, META_FILE), meta)
+    return True
 
 
 def read_state(root):

@@ -23,7 +23,9 @@ META_FILE = ".release-meta"
 KILL_ENV = "STACKOPS_RELEASE_TEST_KILL_AT"
 # datetime.UTC needs Python 3.11; managed hosts may run older Pythons.
 UTC = datetime.timezone.utc  # noqa: UP017
-STATES = ("deployed", "activated", "rolled_back", "absent")
+STATES = ("deployed", "activated", "rolled_back", "absent", "failed")
+# .release-meta "status" of a release that failed its build hooks, health check or watch (never counted as kept).
+FAILED_STATUS = "failed"
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -116,12 +118,18 @@ def normalize_shared_paths(paths):
     return result
 
 
-def select_prune(releases, keep, protected):
-    """Ids to remove: all but the `keep` highest ids, never one in `protected`. keep=0 disables pruning."""
+def select_prune(releases, keep, protected, failed=()):
+    """Ids to remove: all but the `keep` highest good ids, never one in `protected`. keep=0 disables pruning.
+
+    Releases in `failed` (marked failed in their metadata) never count towards `keep`, so a run of failed
+    deploys cannot push good releases out; they are removed by the next prune unless protected.
+    """
     if keep <= 0:
         return []
     ordered = sorted(releases)
-    kept = set(ordered[-keep:])
+    failed = set(failed)
+    good = [r for r in ordered if r not in failed]
+    kept = set(good[-keep:])
     return [r for r in ordered if r not in kept and r not in protected]
 
 

@@ -45,8 +45,12 @@ options:
       - V(rolled_back) switches C(current) to the previous release (the one C(current) pointed at before the
         latest switch), or to O(release_id) when given. Rolling back twice returns to where you started.
       - V(absent) removes the release O(release_id). The current release is never removed.
+      - V(failed) marks the existing release O(release_id) failed in its C(.release-meta) (C(status), C(failed_at),
+        C(failed_reason) from O(reason)); the current release is never marked. A failed release never counts
+        towards O(keep_releases) and is removed by the next prune unless it is the current, previous or deployed
+        one. The mark is cleared when C(current) is switched to the release.
     type: str
-    choices: [deployed, activated, rolled_back, absent]
+    choices: [deployed, activated, rolled_back, absent, failed]
     default: deployed
   src:
     description:
@@ -102,8 +106,10 @@ options:
     default: []
   keep_releases:
     description:
-      - With O(state=deployed), how many releases to keep. The releases with the highest ids are kept, and so are
-        the current release, the previous release and the release just deployed, so more may be kept.
+      - With O(state=deployed), how many releases to keep. The good releases with the highest ids are kept, and so
+        are the current release, the previous release and the release just deployed, so more may be kept.
+      - Releases marked failed (O(state=failed)) are not counted and are pruned first, so failed deploys never push
+        good releases out. Nor is a release built with O(activate=false) counted (it has not gone live yet).
       - V(0) never prunes.
     type: int
     default: 5
@@ -126,6 +132,11 @@ options:
       - Who deployed, recorded in C(.release-meta). Defaults to C($SUDO_USER), or else the user the module runs as
         (the remote user).
     type: str
+  reason:
+    description:
+      - With O(state=failed), why the release failed (recorded as C(failed_reason) in C(.release-meta)).
+    type: str
+    version_added: 0.2.0
   lock_timeout:
     description:
       - Seconds to wait for the deploy lock held by another run. V(0) fails at once.
@@ -288,6 +299,7 @@ def argument_spec():
         git_sha=dict(type="str"),
         deployed_by=dict(type="str"),
         lock_timeout=dict(type="float", default=0),
+        reason=dict(type="str"),
     )
 
 
@@ -298,6 +310,7 @@ def main():
             ("state", "deployed", ("src",)),
             ("state", "activated", ("release_id",)),
             ("state", "absent", ("release_id",)),
+            ("state", "failed", ("release_id",)),
         ],
         supports_check_mode=True,
     )

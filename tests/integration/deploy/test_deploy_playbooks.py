@@ -6,6 +6,7 @@ nginx in a container); here the playbooks run against localhost with a throwaway
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,7 +39,8 @@ def _snapshot(root) -> dict:
     return {
         str(p.relative_to(root)): (os.readlink(p) if p.is_symlink() else p.stat().st_mtime_ns)
         for p in sorted(root.rglob("*"))
-        if p.name != ".deploy.lock"
+        # The audit log records the refused run (asserted where it matters); everything else must not move.
+        if p.name not in {".deploy.lock", "audit.jsonl", ".audit.jsonl.lock"}
     }
 
 
@@ -92,6 +94,10 @@ def test_rollback_unknown_release_fails_cleanly(deploy_root, playbook):
     assert "release 'no-such-release' does not exist; available releases: r1" in msg, msg
     # Nothing moved: no colour link, no blue_green state, current still r1, workers never touched.
     assert _snapshot(deploy_root) == before
+    # The refused rollback is in the audit log.
+    [line] = [json.loads(raw) for raw in (deploy_root / "audit.jsonl").read_text().splitlines()]
+    assert (line["event"], line["result"], line["release"]) == ("rollback", "failed", "no-such-release"), line
+    assert "does not exist" in line["message"]
     assert not (deploy_root / "blue_green.json").exists()
     assert "Restart the workers onto the current release" not in [e["task"] for e in run.results]
 

@@ -546,3 +546,67 @@ def test_info_refuses_bad_links(tmp_path, name, fragment):
     (root / "colors" / "plain").write_text("not a link")
     with pytest.raises(ReleaseError, match=fragment):
         core.info(str(root), ["colors/blue", name] if name != "colors/plain" else [name])
+
+
+@pytest.mark.parametrize(
+    ("releases", "keep", "protected", "failed", "expected"),
+    [
+        # Three failed deploys after four good ones: keep=3 still keeps the three newest good ones.
+        (["r1", "r2", "r3", "r4", "r5", "r6", "r7"], 3, {"r4"}, ["r5", "r6", "r7"], ["r1", "r5", "r6", "r7"]),
+        # A failed release that is protected (the one being deployed again) stays.
+        (["r1", "r2", "r3"], 2, {"r3"}, ["r3"], []),
+        # keep=0 never prunes, failed or not.
+        (["r1", "r2"], 0, set(), ["r1"], []),
+        # Without failed releases the count is as before.
+        (["r1", "r2", "r3"], 2, set(), [], ["r1"]),
+    ],
+)
+def test_select_prune_never_counts_failed_releases(releases, keep, protected, failed, expected):
+    assert select_prune(releases, keep, protected, failed) == expected
+
+
+def _dir_release(tmp_path, root, rid, keep=3, activate=True):
+    src = tmp_path / f"src-{rid}"
+    src.mkdir(exist_ok=True)
+    (src / "VERSION").write_text(rid)
+    params = {"path": str(root), "src": str(src), "release_id": rid, "keep_releases": keep, "activate": activate}
+    return core.run(params)
+
+
+def test_failed_releases_never_push_good_ones_out(tmp_path):
+    root = tmp_path / "srv"
+    for rid in ("r1", "r2", "r3"):
+        _dir_release(tmp_path, root, rid)
+    # Three deploys that fail after the build (staged, then marked failed): none becomes current.
+    for rid in ("r4", "r5", "r6"):
+        res = _dir_release(tmp_path, root, rid, activate=False)
+        # Staging counts no unproven release: only the failed one before it goes, never a good one.
+        assert res["pruned"] == ({"r4": [], "r5": ["r4"], "r6": ["r5"]}[rid]), res
+        res = core.run({"path": str(root), "state": "failed", "release_id": rid, "reason": "health check failed"})
+        assert res["changed"] is True
+        meta = json.loads((root / "releases" / rid / ".release-meta").read_text())
+        assert meta["status"] == "failed" and meta["failed_reason"] == "health check failed" and meta["failed_at"]
+    # r1..r3 are the three good ones: all kept; the older failed ones went at the next prunes.
+    releases = core.info(str(root))["releases"]
+    assert [r["id"] for r in releases] == ["r1", "r2", "r3", "r6"]
+    # The next good deploy keeps the newest three good releases and removes the failed one.
+    res = _dir_release(tmp_path, root, "r7")
+    assert res["pruned"] == ["r1", "r6"] and res["releases"] == ["r2", "r3", "r7"]
+
+
+def test_mark_failed_refusals_and_idempotence(tmp_path):
+    root = tmp_path / "srv"
+    _dir_release(tmp_path, root, "r1")
+    _dir_release(tmp_path, root, "r2", activate=False)
+    with pytest.raises(ReleaseError, match="refusing to mark release r1 failed: it is the current release"):
+        core.run({"path": str(root), "state": "failed", "release_id": "r1"})
+    with pytest.raises(ReleaseError, match="release 'r9' does not exist; available releases: r1, r2"):
+        core.run({"path": str(root), "state": "failed", "release_id": "r9"})
+    before = (root / "releases" / "r2" / ".release-meta").read_text()
+    assert core.run({"path": str(root), "state": "failed", "release_id": "r2"}, check_mode=True)["changed"] is True
+    assert (root / "releases" / "r2" / ".release-meta").read_text() == before
+    assert core.run({"path": str(root), "state": "failed", "release_id": "r2"})["changed"] is True
+    assert core.run({"path": str(root), "state": "failed", "release_id": "r2"})["changed"] is False
+    # Put live after all (a redeploy that passed): the mark goes.
+    core.run({"path": str(root), "state": "activated", "release_id": "r2"})
+    assert "status" not in json.loads((root / "releases" / "r2" / ".release-meta").read_text())

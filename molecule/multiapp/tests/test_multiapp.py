@@ -87,7 +87,7 @@ def test_site_gave_each_app_its_own_units_ports_root_and_site(host):
     assert host.run("nginx -t").rc == 0
     for app, spec in APPS.items():
         assert host.file(f"/etc/systemd/system/{app}@.service").contains(f"WorkingDirectory={spec['root']}/colors/%i")
-        for color, port in zip(("blue", "green"), spec["ports"]):
+        for color, port in zip(("blue", "green"), spec["ports"], strict=True):
             assert host.file(f"/etc/systemd/system/{app}@{color}.service.d/10-listen.conf").contains(f"APP_PORT={port}")
         site = host.file(f"/etc/nginx/sites-enabled/{app}.conf")
         assert site.contains(f"server_name {server_name(app)};") and site.contains(f"proxy_pass http://{app}_backend;")

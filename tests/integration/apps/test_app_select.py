@@ -138,7 +138,8 @@ def test_an_app_on_none_of_the_hosts_is_refused(playbook, tmp_path):
 
 @pytest.mark.parametrize(("change", "named"), [
     ({"jobs": {"api_ports": {"blue": 9002, "green": 9003}}}, "apps jobs and web share the colour port 9002"),
-    ({"jobs": {"api_server_name": "web.test"}}, "apps jobs and web share the nginx listen and server_name 127.0.0.1:80 web.test"),
+    ({"jobs": {"api_server_name": "web.test"}},
+     "apps jobs and web share the nginx listen and server_name 127.0.0.1:80 web.test"),
     ({"admin": {"api_deploy_root": "WEB"}}, "apps admin and web share the deploy root"),
     ({"jobs": {"api_ports": {"blue": 80, "green": 9003}}}, "port (colour of jobs, nginx of admin) 80"),
     ({"admin": {"worker_deploy_root": "WEB"}}, "apps admin and web share the deploy root"),

@@ -44,7 +44,7 @@ def run_playbook(playbook, *args, app_vars=False):
         f"@{SCENARIO / 'vars' / 'test.yml'}",
     ]
     if app_vars:
-        argv += ["-e", f"@{SCENARIO / 'vars' / 'other_app.yml'}", "--limit", "other_app"]
+        argv += ["-e", f"@{SCENARIO / 'vars' / 'other_app.yml'}", "--limit", "other_app:localhost"]
     argv += [*args, str(PROJECT / "playbooks" / playbook)]
     started = time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, check=False)

@@ -1,4 +1,4 @@
-"""testssl.sh (Debian's package) from edge-api2 against the edge: protocols, HSTS, vulnerabilities."""
+"""testssl.sh (Debian's package, command `testssl`) from edge-api2 against the edge: protocols, HSTS, vulnerabilities."""
 
 import json
 
@@ -34,7 +34,7 @@ def findings(hosts):
     client = hosts("edge-api2")
     client.run("rm -f /tmp/testssl.json")
     out = client.run(
-        "testssl.sh --quiet --color 0 --warnings off --nodns min --ip %s --add-ca %s --jsonfile /tmp/testssl.json "
+        "testssl --quiet --color 0 --warnings off --nodns min --ip %s --add-ca %s --jsonfile /tmp/testssl.json "
         "--protocols --headers --vulnerable https://edge.test/",
         EDGE,
         CA,
@@ -59,6 +59,10 @@ def test_hsts_at_least_a_year(findings):
     hsts = findings["HSTS_time"]
     seconds = int(hsts["finding"].split("=")[1].split()[0])
     assert seconds >= 31536000, hsts
+
+
+def test_server_banner_without_version(findings):
+    assert findings["banner_server"]["finding"] == "nginx", findings["banner_server"]
 
 
 def test_no_vulnerability_findings(findings):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: the whole stack on local containers.
-#   demo.sh up      create containers, provision them (site), deploy the sample release, print status
+#   demo.sh up      create containers, provision them (site), deploy the sample release, print status; the
+#                   sample app is served over HTTPS by the edge on https://127.0.0.1:8443/ (local CA printed)
 #   demo.sh status  print the status table again
 #   demo.sh down    remove the containers (and stop dockerd if the harness started it)
 # shellcheck source=scripts/lib.sh
@@ -39,6 +40,18 @@ PY
 
 playbook() { ansible-playbook -i "$INVENTORY" -e "@$SECRETS" "$@"; }
 
+# The edge (stackops.platform.edge on the api container) serves the sample app over HTTPS with a certificate from
+# a local CA; the site run exports the CA certificate here (inventories/local/group_vars/edge.yml).
+EDGE_URL="https://127.0.0.1:8443/"
+EDGE_CA="$STACKOPS_STATE/local-edge-ca.crt"
+
+# One request through the edge, verified against the local CA: proves HTTPS end to end.
+https_check() {
+  [ -s "$EDGE_CA" ] || die "the site run did not export the edge's CA certificate to $EDGE_CA"
+  curl -sS --fail -m 10 --cacert "$EDGE_CA" -o /dev/null -w "GET ${EDGE_URL}health: %{http_code} (%{ssl_verify_result} = certificate verified)\n" \
+    "${EDGE_URL}health"
+}
+
 release_archive() { echo "$REPO_ROOT/build/releases/sample-app-$(tr -d '[:space:]' <"$REPO_ROOT/sample_app/VERSION").tar.gz"; }
 
 # Grafana and Jaeger cannot be downloaded here: without GRAFANA_ARCHIVE / JAEGER_ARCHIVE (real
@@ -71,6 +84,7 @@ up() {
   stage site playbook "$REPO_ROOT/playbooks/site.yml"
   stage deploy playbook "$REPO_ROOT/playbooks/deploy.yml" -e "release_archive=$(release_archive)"
   stage backup playbook "$REPO_ROOT/playbooks/backup.yml"
+  stage https https_check
   status
   log "demo up in $(( $(date +%s) - start )) s; tear down with: scripts/demo.sh down"
 }
@@ -82,6 +96,7 @@ status() {
   echo
   cat "$STACKOPS_STATE/status.txt"
   echo
+  log "the sample app over HTTPS: $EDGE_URL (trust the local CA: $EDGE_CA, e.g. curl --cacert $EDGE_CA $EDGE_URL)"
 }
 
 down() {

@@ -121,7 +121,7 @@ molecule_all() {
   # One line, space-separated: the " $scenarios " matches below need spaces around each name.
   scenarios=${STACKOPS_SCENARIOS:-$(cd "$REPO_ROOT/molecule" && for d in */molecule.yml; do dirname "$d"; done | tr '\n' ' ')}
   local ordered=() s
-  for s in fullstack ssh firewall api multiapp prometheus postgres replica grafana jaeger worker; do
+  for s in fullstack edge ssh firewall api multiapp prometheus postgres replica grafana jaeger worker; do
     [[ " $scenarios " == *" $s "* ]] && ordered+=("$s")
   done
   for s in $scenarios; do

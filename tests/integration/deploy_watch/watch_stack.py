@@ -142,7 +142,7 @@ class Load:
         self.errors = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self._workers = [threading.Thread(target=self._run, daemon=True) for _thread in range(threads)]
 
     def __enter__(self):
         for worker in self._workers:
@@ -250,7 +250,7 @@ class WatchStack:
             subprocess.run(["kill", "-TERM", pid_file.read_text().strip()], check=False)
 
     def served(self, n: int) -> set[str]:
-        return {get(self.port)[1].get("x-app-color", "-") for _ in range(n)}
+        return {get(self.port)[1].get("x-app-color", "-") for _attempt in range(n)}
 
     def error_log(self) -> str:
         log = self.prefix / "logs" / "error.log"

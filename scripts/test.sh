@@ -153,8 +153,23 @@ run_stage docs docs
 run_stage sanity sanity
 run_stage units units
 run_stage rules rules
-run_stage integration integration
-run_stage consumer consumer
-run_stage molecule molecule_all
+# The integration tests run beside the Molecule scenarios when both are wanted (the scenarios mostly wait on
+# apt and systemd in their containers); the integration log is printed once both are done.
+if want integration && want molecule; then
+  integration_log="$STACKOPS_STATE/stage-integration.log"
+  ( stage integration integration ) >"$integration_log" 2>&1 &
+  integration_pid=$!
+  run_stage consumer consumer
+  run_stage molecule molecule_all
+  integration_rc=0
+  wait "$integration_pid" || integration_rc=$?
+  echo "---- stage integration (ran beside molecule): $integration_log"
+  cat "$integration_log"
+  if [ "$integration_rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=(integration); fi
+else
+  run_stage integration integration
+  run_stage consumer consumer
+  run_stage molecule molecule_all
+fi
 summary
 [ "$failed" -eq 0 ]

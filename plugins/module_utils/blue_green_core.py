@@ -54,6 +54,7 @@ DEFAULTS = {
     "expected_status": 200,
     "verify_url": None,
     "verify_header": None,
+    "verify_host": None,
     "verify_timeout": 10.0,
     "nginx_binary": "nginx",
     "nginx_conf": None,
@@ -599,8 +600,11 @@ class Switcher:
     def _verify(self):
         params, p = self.params, self.plan
         color, header, expected = p["color"], params.get("verify_header"), params["expected_status"]
+        host = params.get("verify_host")
+        # A site chosen by server_name (several apps on one nginx address) needs its Host header.
+        fetch = (lambda url, timeout: self.fetch(url, timeout, headers={"Host": host})) if host else self.fetch
         verify = wait_until_ok(
-            self.fetch,
+            fetch,
             params["verify_url"],
             color_answer(expected, header, color),
             threshold=1,

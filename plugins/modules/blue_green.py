@@ -151,6 +151,11 @@ options:
       - With O(verify_url), the name of a response header the app sets to its colour (for example C(X-Color)).
         The verification then waits until that header equals O(color), which proves the new config is live.
     type: str
+  verify_host:
+    description:
+      - With O(verify_url), the C(Host) header of its requests, for an nginx site chosen by C(server_name) (several
+        apps on one nginx address and port).
+    type: str
   verify_timeout:
     description:
       - Seconds O(verify_url) has to answer as expected after the reload.
@@ -490,6 +495,7 @@ def argument_spec():
         expected_status=dict(type="int", default=200),
         verify_url=dict(type="str"),
         verify_header=dict(type="str"),
+        verify_host=dict(type="str"),
         verify_timeout=dict(type="float", default=10),
         nginx_binary=dict(type="str", default="nginx"),
         nginx_conf=dict(type="path"),
@@ -507,7 +513,7 @@ def main():
         argument_spec=argument_spec(),
         mutually_exclusive=[("health_path", "health_url"), ("color", "release")],
         required_one_of=[("color", "release")],
-        required_by={"verify_header": "verify_url", "release": "release_path"},
+        required_by={"verify_header": "verify_url", "verify_host": "verify_url", "release": "release_path"},
         supports_check_mode=True,
     )
 

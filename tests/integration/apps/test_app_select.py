@@ -197,7 +197,7 @@ def test_status_shows_a_row_per_app(playbook, tmp_path):
     table = tmp_path / "status.txt"
     run = playbook(str(PLAYBOOKS / "status.yml"), inventory=inventory(apps, worker_env_file=str(env_file)),
                    extravars={"status_table_file": str(table)})
-    assert run.failed(HOST) == 0, failure(run)
+    assert run.failed(HOST) == 0 and run.failed() == 0, failure(run)
     lines = table.read_text().splitlines()
     for name in apps:
         api = next(line for line in lines if line.startswith(f"api/{name} "))

@@ -48,10 +48,12 @@ class FakeFetch:
     def __init__(self, statuses, clock=None):
         self.statuses = list(statuses)
         self.urls = []
+        self.headers = []
         self.clock = clock
 
-    def __call__(self, url, timeout):
+    def __call__(self, url, timeout, headers=None):
         self.urls.append(url)
+        self.headers.append(headers)
         status = self.statuses[min(len(self.urls), len(self.statuses)) - 1]
         if self.clock:
             self.clock.now += self.clock.cost
@@ -476,6 +478,14 @@ def test_switch_verify_header_must_name_the_colour(site):
     result, fetch = site["switch"]("green", verify_url="http://nginx/#green", verify_header="X-Color")[:2]
     assert result["verify_checks"] == 1
     assert fetch.urls[-1] == "http://nginx/#green"
+
+
+def test_switch_verify_host_is_sent_only_to_the_verify_url(site):
+    result, fetch = site["switch"]("green", verify_url="http://nginx/#green", verify_host="web.example.test")[:2]
+    assert result["verify_checks"] == 1
+    assert fetch.headers[-1] == {"Host": "web.example.test"}
+    # The colour's own health checks go straight to its port, without the site's name.
+    assert all(h is None for h in fetch.headers[:-1])
 
 
 def test_switch_state_only_out_of_date_reloads_without_rewriting(site):

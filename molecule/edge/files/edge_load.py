@@ -96,6 +96,7 @@ result = dict(
     statuses=statuses,
     hosts=hosts,
     colors=colors,
+    served=served,
     errors=errors,
     seconds=round(time.monotonic() - started, 1),
     stopped_by="stop-file" if os.path.exists(args.stop_file) else "time cap",

@@ -50,6 +50,8 @@ events {{ worker_connections 1024; }}
 http {{
     access_log off;
     default_type application/octet-stream;
+    # As Debian's nginx.conf: the edge must turn compression off itself.
+    gzip on;
     client_body_temp_path {prefix}/tmp/client;
     proxy_temp_path {prefix}/tmp/proxy;
     fastcgi_temp_path {prefix}/tmp/fastcgi;

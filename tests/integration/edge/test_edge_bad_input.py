@@ -29,6 +29,25 @@ def key_pair(directory: Path, name: str, subject: str = "/CN=localhost") -> tupl
     return cert.read_text(), key.read_text()
 
 
+def ca_signed(directory: Path, name: str) -> tuple[str, str, str]:
+    """A certificate signed by a throwaway CA (not self-signed), its key, and the CA certificate as the chain."""
+    ca_cert, ca_key = directory / "ca.crt", directory / "ca.key"
+    if not ca_cert.exists():
+        key_pair(directory, "ca", subject="/CN=Throwaway Test CA")
+    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
+    subprocess.run(
+        [OPENSSL, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        [OPENSSL, "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+         "-days", "30", "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert.read_text(), key.read_text(), ca_cert.read_text()
+
+
 @pytest.fixture
 def stack(tmp_path):
     return Edge(tmp_path / "edge")
@@ -141,12 +160,18 @@ def test_bad_backend_and_allowlist_are_refused(playbook, stack):
 
 
 def test_nginx_refusal_restores_the_previous_files(playbook, stack, tmp_path):
-    cert, key = key_pair(tmp_path, "good")
-    good = stack.role_vars(APPS, edge_tls_local_ca=False, edge_tls_certificate=cert, edge_tls_private_key=key)
+    # Production accepts a CA-signed certificate; its chain turns OCSP stapling on.
+    cert, key, chain = ca_signed(tmp_path, "good")
+    good = stack.role_vars(
+        APPS, edge_environment="production", edge_tls_local_ca=False,
+        edge_tls_certificate=cert, edge_tls_private_key=key, edge_tls_chain=chain,
+    )  # fmt: skip
     first = playbook(role_play(good))
-    assert first.failed() == 0
+    assert first.failed() == 0, failure_messages(first)
+    assert "ssl_stapling on;" in stack.site.read_text()
+    assert (stack.prefix / "etc" / "tls" / "chain.pem").read_text().strip() == chain.strip()
     before = {p: (stack.prefix / p).read_bytes() for p in written(stack)}
-    other_cert, other_key = key_pair(tmp_path, "other")
+    other_cert, other_key = ca_signed(tmp_path, "other")[:2]
     # Passes every role check; nginx -t then cannot resolve the listen address.
     bad = {**good, "edge_tls_certificate": other_cert, "edge_tls_private_key": other_key,
            "edge_listen_address": "no-such-host.invalid"}  # fmt: skip

@@ -204,3 +204,23 @@ def test_second_run_changes_nothing(edge, tmp_path):
     assert again.failed() == 0
     assert again.changed() == 0, [e["task"] for e in again.results if e["res"].get("changed")]
     assert edge.first_run.changed() > 0
+
+
+def test_health_path_is_not_rate_limited_nor_logged(edge):
+    client = "127.0.0.33"
+    answers = [edge.request("/api/v1/health", source=client) for dummy in range(8)]
+    assert [a.status for a in answers] == [200] * 8
+    assert answers[0].json()["path"] == "/api/v1/health"
+    assert "/api/v1/health" not in (edge.prefix / "logs" / "edge-api.access.log").read_text()
+    # The same client's ordinary requests still are limited.
+    statuses = [edge.request("/api/v1/after-health", source=client).status for dummy in range(6)]
+    assert statuses == [200] * 5 + [429]
+
+
+def test_no_compression_over_tls(edge):
+    # BREACH: the edge turns gzip off although the http block (as Debian's) turns it on; nginx's own 404 page is
+    # text/html, long enough and of a status gzip compresses.
+    answer = edge.request("/", host="docs.localhost", source=RATE_LIMIT_EXEMPT, headers={"Accept-Encoding": "gzip"})
+    assert answer.status == 404
+    assert answer.header("Content-Encoding") is None
+    assert b"<html>" in answer.body

@@ -11,7 +11,8 @@ def test_rate_limit_per_address_and_spoofing(hosts):
     client, other_client = hosts("edge-api2"), hosts("edge-api1")
     first = burst(client, "/other/x", MAX + 10)
     statuses = [status for status, _retry in first]
-    # Passed = reached the app: the edge keeps the path, and the sample app answers 404 for /other/x (/other/health, the probe path, is not limited).
+    # Passed = reached the app: the edge keeps the path and the sample app answers 404 for /other/x
+    # (/other/health is the probe path, which the edge does not limit).
     assert statuses[:MAX] == [404] * MAX, f"refused within the first {MAX}: {first}"
     assert statuses[MAX:] == [429] * 10, first
     assert all(retry.isdigit() and int(retry) >= 1 for _status, retry in first[MAX:]), first

@@ -1,8 +1,9 @@
 """Bounded HTTPS load through the edge for the edge scenario: a few keep-alive clients GET one URL at a fixed
-total rate until a stop file appears or --seconds pass (hard cap 60), and count what came back.
+total rate until a stop file appears or --seconds pass (hard cap 300), and count what came back.
 
-Writes {"total", "failed", "statuses", "hosts", "colors", "errors", "seconds", "stopped_by"} as JSON: hosts and
-colors from the sample app's JSON body (which api host and colour served). Runs on a test container only.
+Writes {"total", "failed", "statuses", "hosts", "colors", "served", "errors", "seconds", "stopped_by"} as JSON:
+hosts, colors and served ("<host>/<colour>") from the sample app's JSON body (which api host and colour served).
+Runs on a test container only.
 """
 
 import argparse
@@ -27,10 +28,10 @@ parser.add_argument("--out", required=True)
 args = parser.parse_args()
 
 lock = threading.Lock()
-statuses, hosts, colors, errors = Counter(), Counter(), Counter(), Counter()
+statuses, hosts, colors, served, errors = Counter(), Counter(), Counter(), Counter(), Counter()
 totals = {"total": 0, "failed": 0}
 started = time.monotonic()
-deadline = started + min(args.seconds, 60)
+deadline = started + min(args.seconds, 300)
 context = ssl.create_default_context(cafile=args.cafile)
 
 
@@ -79,6 +80,7 @@ def client():
                     data = json.loads(body)
                     hosts[data.get("hostname", "?")] += 1
                     colors[data.get("color", "?")] += 1
+                    served[f"{data.get('hostname', '?')}/{data.get('color', '?')}"] += 1
         time.sleep(max(0.0, interval - (time.monotonic() - began)))
     if conn is not None:
         conn.close()
@@ -94,6 +96,7 @@ result = dict(
     statuses=statuses,
     hosts=hosts,
     colors=colors,
+    served=served,
     errors=errors,
     seconds=round(time.monotonic() - started, 1),
     stopped_by="stop-file" if os.path.exists(args.stop_file) else "time cap",

@@ -34,8 +34,7 @@ def hosts():
     return get
 
 
-def run_playbook(playbook, *args, app_vars=False):
-    """ansible-playbook on the scenario inventory with its test vars; returns (rc, output, seconds)."""
+def playbook_argv(playbook, *args, app_vars=False):
     argv = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i",
@@ -45,7 +44,12 @@ def run_playbook(playbook, *args, app_vars=False):
     ]
     if app_vars:
         argv += ["-e", f"@{SCENARIO / 'vars' / 'other_app.yml'}", "--limit", "other_app:localhost"]
-    argv += [*args, str(PROJECT / "playbooks" / playbook)]
+    return [*argv, *args, str(PROJECT / "playbooks" / playbook)]
+
+
+def run_playbook(playbook, *args, app_vars=False):
+    """ansible-playbook on the scenario inventory with its test vars; returns (rc, output, seconds)."""
+    argv = playbook_argv(playbook, *args, app_vars=app_vars)
     started = time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, check=False)
     return out.returncode, out.stdout + out.stderr, time.monotonic() - started

@@ -1,4 +1,5 @@
-"""testssl.sh (Debian's package, command `testssl`) from edge-api2 against the edge: protocols, HSTS, vulnerabilities."""
+"""testssl.sh (Debian's package, command `testssl`) from edge-api2 against the edge: protocols, HSTS, banner,
+vulnerabilities."""
 
 import json
 

@@ -121,7 +121,7 @@ molecule_all() {
   # One line, space-separated: the " $scenarios " matches below need spaces around each name.
   scenarios=${STACKOPS_SCENARIOS:-$(cd "$REPO_ROOT/molecule" && for d in */molecule.yml; do dirname "$d"; done | tr '\n' ' ')}
   local ordered=() s
-  for s in fullstack edge ssh firewall api multiapp prometheus postgres replica grafana jaeger worker; do
+  for s in fullstack edge multiapp api firewall postgres replica prometheus ssh worker grafana jaeger; do
     [[ " $scenarios " == *" $s "* ]] && ordered+=("$s")
   done
   for s in $scenarios; do
@@ -153,19 +153,34 @@ run_stage docs docs
 run_stage sanity sanity
 run_stage units units
 run_stage rules rules
-# The integration tests run beside the Molecule scenarios when both are wanted (the scenarios mostly wait on
-# apt and systemd in their containers); the integration log is printed once both are done.
-if want integration && want molecule; then
-  integration_log="$STACKOPS_STATE/stage-integration.log"
-  ( stage integration integration ) >"$integration_log" 2>&1 &
-  integration_pid=$!
-  run_stage consumer consumer
+# The integration tests, then the consumer project, run beside the Molecule scenarios when molecule is wanted
+# (the scenarios mostly wait on apt and systemd in their containers); their logs are printed once all are done.
+beside=()
+if want molecule; then
+  for name in integration consumer; do
+    if want "$name"; then beside+=("$name"); fi
+  done
+fi
+if [ "${#beside[@]}" -gt 0 ]; then
+  (
+    for name in "${beside[@]}"; do
+      rc=0
+      stage "$name" "$name" >"$STACKOPS_STATE/stage-$name.log" 2>&1 || rc=$?
+      echo "$rc" >"$STACKOPS_STATE/stage-$name.rc"
+    done
+  ) &
+  beside_pid=$!
   run_stage molecule molecule_all
-  integration_rc=0
-  wait "$integration_pid" || integration_rc=$?
-  echo "---- stage integration (ran beside molecule): $integration_log"
-  cat "$integration_log"
-  if [ "$integration_rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=(integration); fi
+  wait "$beside_pid" || true
+  for name in "${beside[@]}"; do
+    echo "---- stage $name (ran beside molecule): $STACKOPS_STATE/stage-$name.log"
+    cat "$STACKOPS_STATE/stage-$name.log"
+    if [ "$(cat "$STACKOPS_STATE/stage-$name.rc" 2>/dev/null)" = 0 ]; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1)); failures+=("$name")
+    fi
+  done
 else
   run_stage integration integration
   run_stage consumer consumer

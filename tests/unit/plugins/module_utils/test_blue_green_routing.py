@@ -176,6 +176,29 @@ def test_canary_verify_accepts_either_colour(box):
     assert result["verify_checks"] == 1
 
 
+class HostFetch(Fetch):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.headers = []
+
+    def __call__(self, url, timeout, headers=None):
+        self.headers.append(headers)
+        return super().__call__(url, timeout)
+
+
+def test_verify_host_is_sent_only_to_the_verify_url(box):
+    """Several apps on one nginx address: the verify request names the app's site, the health checks do not."""
+    params, _ = box
+    fetch = HostFetch(header="green")
+    result = run_switch(
+        params, fetch=fetch, verify_url="http://127.0.0.1/", verify_header="X-Color", verify_host="web.example.test"
+    )
+    assert result["verify_checks"] == 1
+    assert fetch.urls[-1] == "http://127.0.0.1/"
+    assert fetch.headers[-1] == {"Host": "web.example.test"}
+    assert all(h is None for h in fetch.headers[:-1])
+
+
 def test_reload_layout_file_is_refused(box, tmp_path):
     params, routing_dir = box
     old = tmp_path / "old.conf"

@@ -54,6 +54,6 @@ def test_missing_directory_fails(capsys, tmp_path):
 
 
 def test_failure_is_recorded_as_message(capsys, tmp_path):
-    code, _res = run_module(capsys, base(tmp_path, result="failed", failure="health check failed on green"))
-    assert code == 0
+    code, res = run_module(capsys, base(tmp_path, result="failed", failure="health check failed on green"))
+    assert code == 0 and res["entry"]["message"] == "health check failed on green"
     assert json.loads((tmp_path / "audit.jsonl").read_text())["message"] == "health check failed on green"

@@ -214,7 +214,7 @@ class Bench:
         time.sleep(1.0)
         durations = []
         color = "blue"
-        for _ in range(switches):
+        for _switch in range(switches):
             color = "green" if color == "blue" else "blue"
             began = time.monotonic()
             result = switch(self.switch_params(layout, color), runner)

@@ -86,7 +86,7 @@ def client():
         conn.close()
 
 
-threads = [threading.Thread(target=client) for _ in range(args.clients)]
+threads = [threading.Thread(target=client) for _client in range(args.clients)]
 for t in threads:
     t.start()
 for t in threads:

@@ -123,7 +123,7 @@ class RoutedStack:
     def shares(self, n: int) -> Counter:
         """How many of n requests through nginx each colour answered (non-colour answers count as 'other')."""
         counts: Counter = Counter()
-        for _ in range(n):
+        for _request in range(n):
             status, body = get(self.url)
             counts[body if status == 200 and body in ("blue", "green") else f"other {status}"] += 1
         return counts

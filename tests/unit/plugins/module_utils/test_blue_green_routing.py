@@ -130,7 +130,7 @@ def test_canary_keeps_the_old_colour_active_then_promotes(box):
 
 
 def test_health_checked_only_when_the_share_grows(box):
-    params, _ = box
+    params = box[0]
     run_switch(params, color="blue")
     run_switch(params, weight=50)
     fetch = Fetch(status=503)
@@ -168,7 +168,7 @@ def test_failed_verify_puts_the_split_back(box):
 
 
 def test_canary_verify_accepts_either_colour(box):
-    params, _ = box
+    params = box[0]
     run_switch(params, color="blue")
     result = run_switch(
         params, weight=10, fetch=Fetch(header="blue"), verify_url="http://127.0.0.1/", verify_header="X-Color"
@@ -188,7 +188,7 @@ class HostFetch(Fetch):
 
 def test_verify_host_is_sent_only_to_the_verify_url(box):
     """Several apps on one nginx address: the verify request names the app's site, the health checks do not."""
-    params, _ = box
+    params = box[0]
     fetch = HostFetch(header="green")
     result = run_switch(
         params, fetch=fetch, verify_url="http://127.0.0.1/", verify_header="X-Color", verify_host="web.example.test"

@@ -21,6 +21,15 @@ def address(host):
     return host.interface("eth0").addresses[0]
 
 
+# The app's own nginx: inventories/local/group_vars/all/edge.yml (stackops_app_nginx_port) puts it on 8080, the
+# edge's 80/443 being taken on an api host that is its own edge.
+APP_NGINX_PORT = 8080
+
+
+def app_url(host, path):
+    return f"http://{address(host)}:{APP_NGINX_PORT}{path}"
+
+
 def http(host, url, method="GET", data=None, headers=()):
     cmd = ["curl", "-sS", "-m", "10", "-o", "/dev/stdout", "-w", "\n%{http_code}", "-X", method]
     for header in headers:
@@ -35,7 +44,7 @@ def http(host, url, method="GET", data=None, headers=()):
 
 def test_request_through_nginx_reaches_api_db_and_redis(host):
     only(host, "api")
-    status, body = http(host, f"http://{address(host)}/health", headers=["X-Request-ID: fullstack-check-1"])
+    status, body = http(host, app_url(host, "/health"), headers=["X-Request-ID: fullstack-check-1"])
     assert status == 200, body
     health = json.loads(body)
     assert health["db"] == "ok" and health["redis"] == "ok"
@@ -45,21 +54,21 @@ def test_request_through_nginx_reaches_api_db_and_redis(host):
 
 def test_api_serves_rows_from_postgresql(host):
     only(host, "api")
-    status, body = http(host, f"http://{address(host)}/items")
+    status, body = http(host, app_url(host, "/items"))
     assert status == 200
     assert any(item["name"].startswith("fullstack-") for item in json.loads(body)["items"])
 
 
 def test_worker_processes_a_job(host):
     only(host, "worker")
-    status, body = http(host, f"http://{address(host)}/jobs", method="POST", data={"task": "fullstack"})
+    status, body = http(host, app_url(host, "/jobs"), method="POST", data={"task": "fullstack"})
     assert status in (200, 201, 202), body
     job = json.loads(body)
     job_id = job.get("id") or job.get("job_id")
     deadline = time.monotonic() + 60
     state = None
     while time.monotonic() < deadline:
-        status, body = http(host, f"http://{address(host)}/jobs/{job_id}")
+        status, body = http(host, app_url(host, f"/jobs/{job_id}"))
         state = json.loads(body).get("status")
         if state == "done":
             break

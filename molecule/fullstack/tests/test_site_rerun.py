@@ -12,6 +12,7 @@ import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
 PROJECT = SCENARIO.parents[1]
+CHANGE_EVENTS = ("runner_on_ok", "runner_item_on_ok")
 
 
 def test_site_second_run_changes_nothing(tmp_path):
@@ -32,4 +33,12 @@ def test_site_second_run_changes_nothing(tmp_path):
     assert runner.rc == 0, stats
     assert not stats.get("failures") and not stats.get("dark"), stats
     changed = {host: count for host, count in stats.get("changed", {}).items() if count}
-    assert changed == {}, changed
+    # Name what changed (host, task, item) so a failure says where to look.
+    changed_tasks = sorted(
+        {
+            (data.get("host"), data.get("task"), str(data.get("res", {}).get("item", "")))
+            for data in (e.get("event_data", {}) for e in runner.events if e.get("event") in CHANGE_EVENTS)
+            if data.get("res", {}).get("changed")
+        }
+    )
+    assert changed == {}, (changed, changed_tasks)

@@ -89,9 +89,13 @@ def test_site_gave_each_app_its_own_units_ports_root_and_site(host):
         assert host.file(f"/etc/systemd/system/{app}@.service").contains(f"WorkingDirectory={spec['root']}/colors/%i")
         for color, port in zip(("blue", "green"), spec["ports"], strict=True):
             assert host.file(f"/etc/systemd/system/{app}@{color}.service.d/10-listen.conf").contains(f"APP_PORT={port}")
-        site = host.file(f"/etc/nginx/sites-enabled/{app}.conf")
-        assert site.contains(f"server_name {server_name(app)};") and site.contains(f"proxy_pass http://{app}_backend;")
-        assert host.file(f"/etc/nginx/conf.d/{app}_upstream.conf").contains(f"upstream {app}_backend")
+        # The api role's static routing: the site proxies to the app's own $<app>_backend (a colour upstream chosen
+        # per request through /var/lib/stackops/routing/<app>), defined in the app's own routing file.
+        site = host.file(f"/etc/nginx/sites-enabled/{app}.conf").content_string
+        assert f"server_name {server_name(app)};" in site and f"proxy_pass http://${app}_backend;" in site
+        routing = host.file(f"/etc/nginx/conf.d/{app}_upstream.conf").content_string
+        assert f"upstream {app}_blue" in routing and f"upstream {app}_green" in routing
+        assert f"/var/lib/stackops/routing/{app}/" in site + routing
         assert host.file(f"{spec['root']}/shared/.env").mode == 0o600
         assert host.file(f"/etc/systemd/system/{app}-worker@.service").contains(f"{spec['root']}/current")
 

@@ -16,6 +16,8 @@ SURVEY_TYPES = {"text", "textarea", "password", "integer", "float", "multiplecho
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # include_tasks / import_tasks / vars_files references inside playbooks/.
 INCLUDED = re.compile(r"(?:include_tasks|import_tasks):\s*(\S+\.yml)|^\s*-\s*(vars/\S+\.yml)", re.M)
+# A role entry point of this collection (include_role/import_role with tasks_from): the role reads the variables.
+ROLE_TASKS = re.compile(r"name:\s*stackops\.platform\.(\w+)\s*\n\s*tasks_from:\s*([\w./-]+\.yml)")
 
 
 def load_templates() -> dict[str, Any]:
@@ -29,7 +31,8 @@ def load_survey(template: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def playbook_texts(playbook: Path) -> str:
-    """The playbook's text plus every task/vars file it includes, transitively (playbooks/tasks, playbooks/vars)."""
+    """The playbook's text plus every task/vars file it includes, transitively (playbooks/tasks, playbooks/vars, and
+    the role task files it enters with tasks_from)."""
     seen: set[Path] = set()
     todo = [playbook]
     texts = []
@@ -46,6 +49,8 @@ def playbook_texts(playbook: Path) -> str:
                 if (base / name).is_file():
                     todo.append(base / name)
                     break
+        for match in ROLE_TASKS.finditer(text):
+            todo.append(REPO_ROOT / "roles" / match.group(1) / "tasks" / match.group(2))
     return "\n".join(texts)
 
 

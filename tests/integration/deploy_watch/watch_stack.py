@@ -44,6 +44,11 @@ http {{
     map $http_x_request_id $app_req_id {{
         default $request_id;
     }}
+    # The api role's routing file defines $app_color from the routing links; this stack switches by rewriting the
+    # upstream (the module's reload path), so the field stays empty and the watch goes by the upstream address.
+    map $upstream_addr $app_color {{
+        default "";
+    }}
     {log_format}
     include {prefix}/upstream.conf;
     server {{
@@ -275,6 +280,8 @@ class WatchStack:
             "__deploy_state_file": str(self.state_file),
             "__deploy_verify_url": f"http://127.0.0.1:{self.port}/",
             "__deploy_src": {"__deploy_release_id": "r2"},
+            # This nginx has the reload layout (no routing file): switch_color.yml sends no routing_dir.
+            "__deploy_routing_dir": "{{ omit }}",
         }
         values.update(overrides)
         return values

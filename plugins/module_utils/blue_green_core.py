@@ -597,14 +597,17 @@ class Switcher:
         if params.get("verify_url"):
             self._verify()
 
+    def _verify_fetch(self):
+        """The fetch for the verify request through nginx; the colours' health checks never send verify_host."""
+        host = self.params.get("verify_host")
+        # A site chosen by server_name (several apps on one nginx address) needs its Host header.
+        return (lambda url, timeout: self.fetch(url, timeout, headers={"Host": host})) if host else self.fetch
+
     def _verify(self):
         params, p = self.params, self.plan
         color, header, expected = p["color"], params.get("verify_header"), params["expected_status"]
-        host = params.get("verify_host")
-        # A site chosen by server_name (several apps on one nginx address) needs its Host header.
-        fetch = (lambda url, timeout: self.fetch(url, timeout, headers={"Host": host})) if host else self.fetch
         verify = wait_until_ok(
-            fetch,
+            self._verify_fetch(),
             params["verify_url"],
             color_answer(expected, header, color),
             threshold=1,

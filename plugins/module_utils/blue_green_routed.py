@@ -187,11 +187,8 @@ class RoutedSwitcher(Switcher):
         # Only a switch to 100 % can demand the colour on the first answer; a canary step checks the status.
         header = params.get("verify_header") if p["weight"] == 100 else None
         accept = color_answer(expected, header, color) if header else status_is(expected)
-        host = params.get("verify_host")
-        # A site chosen by server_name (several apps on one nginx address) needs its Host header.
-        fetch = (lambda url, timeout: self.fetch(url, timeout, headers={"Host": host})) if host else self.fetch
         verify = wait_until_ok(
-            fetch,
+            self._verify_fetch(),
             params["verify_url"],
             accept,
             threshold=1,

@@ -10,7 +10,7 @@ reqs="$REPO_ROOT/requirements/test.txt"
 
 # Debian packages the harness uses on the controller. Installed only when missing.
 APT_PACKAGES=(python3-venv debootstrap docker.io rsync git shellcheck)
-[ "${1:-}" = --runtime ] || APT_PACKAGES+=(postgresql nginx wrk redis-tools)
+[ "${1:-}" = --runtime ] || APT_PACKAGES+=(postgresql nginx wrk redis-tools openssl)
 # Observability tests: Prometheus test instances (promtool backfill) and a node exporter test instance.
 [ "${1:-}" = --runtime ] || APT_PACKAGES+=(prometheus prometheus-node-exporter)
 # Off-site backup tests: age encrypts and decrypts the copies (moto, from the venv, is the test S3 endpoint).

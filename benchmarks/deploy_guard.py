@@ -36,7 +36,8 @@ import zero_downtime as zd  # the container, inventory and playbook helpers of t
 from zd_load import LoadGenerator
 
 APP = zd.APP
-WAIT_TASK = "Wait for the colour's health check"
+# The api role's restart task: it restarts the colour and waits for its health (one module call).
+WAIT_TASK = "Restart the colour "
 WATCH_TASK = "Watch through the access log"
 SWITCH_BACK_FAIL = "Fail the deploy, the old colour serves again"
 EXITS_MESSAGE = "ERROR_RATIO holds 'lots'"

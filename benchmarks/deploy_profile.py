@@ -24,6 +24,7 @@ Removes its container and temporary files at the end (unless --keep).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -64,8 +65,12 @@ def load_average() -> str:
 # ---------------------------------------------------------------- releases
 
 
-def build_release(version: str, outdir: Path, payload_mb: float) -> Path:
-    """The sample app's archive (with its top directory) plus payload_mb of random files under vendor/."""
+def build_release(version: str, outdir: Path, payload_mb: float, sha256_file: bool) -> Path:
+    """The sample app's archive (with its top directory) plus payload_mb of random files under vendor/.
+
+    With sha256_file, <archive>.sha256 is written beside it the way scripts/build-sample-release.sh and CI write it
+    (deploy.yml then takes that sum instead of hashing the archive on the controller).
+    """
     out = subprocess.run(
         ["bash", str(REPO_ROOT / "scripts" / "build-sample-release.sh"), version],
         check=True,
@@ -76,8 +81,15 @@ def build_release(version: str, outdir: Path, payload_mb: float) -> Path:
     archive = outdir / built.name
     shutil.move(built, archive)
     Path(f"{built}.sha256").unlink(missing_ok=True)
-    if payload_mb <= 0:
-        return archive
+    if payload_mb > 0:
+        add_payload(archive, outdir, version, payload_mb)
+    if sha256_file:
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        Path(f"{archive}.sha256").write_text(f"{digest}  {archive.name}\n")
+    return archive
+
+
+def add_payload(archive: Path, outdir: Path, version: str, payload_mb: float) -> None:
     top = f"sample-app-{version}"
     unpacked = outdir / f"unpack-{version}"
     with tarfile.open(archive) as tar:
@@ -92,13 +104,12 @@ def build_release(version: str, outdir: Path, payload_mb: float) -> Path:
     with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
         tar.add(unpacked / top, arcname=top)
     shutil.rmtree(unpacked)
-    return archive
 
 
 # ---------------------------------------------------------------- ansible
 
 
-def write_inventory(workdir: Path, container: str) -> Path:
+def write_inventory(workdir: Path, container: str, watch_seconds: float) -> Path:
     inventory = {
         "all": {
             "vars": {
@@ -114,6 +125,8 @@ def write_inventory(workdir: Path, container: str) -> Path:
                 "api_stop_timeout": 10,
                 "worker_instances": 2,
                 "deploy_keep_releases": 4,
+                # The post-switch watch adds exactly this to every deploy (it waits that long for traffic).
+                "deploy_watch_seconds": watch_seconds,
                 "bench_db_password": DB_PASSWORD,
             },
             "children": {"api": {"hosts": {"profile-app": {}}}, "worker": {"hosts": {"profile-app": {}}}},
@@ -219,6 +232,9 @@ def _median(values: list[float]) -> float | None:
 def print_report(summary: dict, args, loads: tuple[str, str], archive_bytes: int, other: dict | None, label: str):
     print("\n== deploy profile (playbooks/deploy.yml, one host, profile_tasks) ==")
     print(f"release archive          : {archive_bytes / 1e6:.1f} MB (sample app + {args.payload_mb:g} MB payload)")
+    print(f"post-switch watch        : deploy_watch_seconds={args.watch_seconds:g} (added to every deploy as it is)")
+    source = "hashed on the controller" if args.hash_on_controller else "published beside it (<archive>.sha256)"
+    print(f"archive sha256           : {source}")
     print(f"load average before/after: {loads[0]}  /  {loads[1]}")
     print("  (a shared machine: other jobs' load slows every figure; compare figures taken side by side)")
     header = f"{'task':<76} {'first':>6} {'redeploy':>8}"
@@ -258,10 +274,23 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="a checkout of another version: deploy with it by turns")
     parser.add_argument("--save", type=Path, help="write the figures as JSON")
     parser.add_argument("--compare", type=Path, help="a JSON file written by --save: print it next to this run")
+    parser.add_argument(
+        "--hash-on-controller",
+        action="store_true",
+        help="publish no <archive>.sha256: deploy.yml hashes the archive on the controller (one more module call)",
+    )
+    parser.add_argument(
+        "--watch-seconds",
+        type=float,
+        default=0,
+        help="deploy_watch_seconds (default 0: the deploy's own work; the watch adds this much to every deploy)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the container running (debugging)")
     args = parser.parse_args()
     if not 1 <= args.redeploys <= MAX_REDEPLOYS:
         parser.error(f"--redeploys must be 1..{MAX_REDEPLOYS}")
+    if not 0 <= args.watch_seconds <= 600:
+        parser.error("--watch-seconds must be 0..600")
     if not 0 <= args.payload_mb <= 64:
         parser.error("--payload-mb must be 0..64")
     if not os.environ.get("ANSIBLE_COLLECTIONS_PATH"):
@@ -303,10 +332,10 @@ def bench(args, workdir: Path, container: Container) -> int:
     count = 1 + args.redeploys * len(variants)
     log(f"building {count} releases ({args.payload_mb:g} MB payload each)")
     versions = [f"9.1.{i}" for i in range(count)]
-    archives = [build_release(v, workdir, args.payload_mb) for v in versions]
+    archives = [build_release(v, workdir, args.payload_mb, not args.hash_on_controller) for v in versions]
     log(f"starting container {container.name}")
     container.start()
-    inventory = write_inventory(workdir, container.name)
+    inventory = write_inventory(workdir, container.name, args.watch_seconds)
     prepare = workdir / "prepare.yml"
     prepare.write_text(PREPARE)
     rc, wall, output = playbook(workdir, inventory, prepare, timeout=900)

@@ -6,6 +6,7 @@ Standard library only (stackops.platform.deploy_audit is a thin wrapper). Append
 (``file_primitives.HolderLock`` on ``.<name>.lock`` beside the log), so lines of two runs never interleave, and
 are fsynced before the call returns. A line torn by a crash (no final newline) is closed first, so the next
 entry always starts on a line of its own and readers can skip the one broken line.
+A successful event can also leave the deploy marker for node exporter (``write_marker``), in the same module call.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 
+from ansible_collections.stackops.platform.plugins.module_utils import textfile_metrics
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import (
     HolderLock,
     fsync_dir,
@@ -25,6 +28,11 @@ RESULTS = ("ok", "failed")
 # A failure message longer than this is cut (the log is for reading, the task output has the rest).
 MESSAGE_MAX = 2000
 LOG_MODE = 0o640
+# The deploy marker for node exporter's textfile collector: the same HELP everywhere the metric is written.
+MARKER_METRIC = "stackops_deploy_event_timestamp_seconds"
+MARKER_HELP = "Unix time of the last deploy, rollback or switch of the app on this host."
+# The prometheus role's mode for the textfile directory (group-writable for the metric writers).
+MARKER_DIR_MODE = 0o775
 
 
 class AuditError(Exception):
@@ -168,3 +176,29 @@ def read_entries(path):
     except FileNotFoundError:
         return []
     return entries
+
+
+def marker_path(marker_dir, app):
+    return textfile_metrics.check_path(os.path.join(marker_dir, f"stackops_deploy_{app}.prom"))
+
+
+def marker_text(entry, release=None, now=None):
+    """The deploy marker of an entry: the event's labels, the time as the value."""
+    labels = {
+        "app": entry["app"],
+        "event": entry["event"],
+        "release": release or entry.get("release") or "unknown",
+        "color": entry.get("color") or "unknown",
+    }
+    value = round(now if now is not None else time.time(), 3)
+    return textfile_metrics.render([{"name": MARKER_METRIC, "help": MARKER_HELP, "labels": labels, "value": value}])
+
+
+def write_marker(marker_dir, entry, release=None, now=None):
+    """Write ``<marker_dir>/stackops_deploy_<app>.prom`` atomically; return its path. Raises AuditError."""
+    try:
+        path = marker_path(marker_dir, entry["app"])
+        textfile_metrics.write(path, marker_text(entry, release, now), mode=0o644, directory_mode=MARKER_DIR_MODE)
+    except textfile_metrics.TextfileError as exc:
+        raise AuditError(f"the deploy marker was not written: {exc}") from None
+    return path

@@ -22,6 +22,7 @@ from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manife
     utc_now,
     validate_database_name,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.textfile_metrics import escape_label_value
 
 METRICS_PREFIX = "stackops_pg_backup"
 # name -> HELP text. Every database's file must carry the same text: node exporter drops (older
@@ -38,11 +39,6 @@ METRIC_HELP = {
 
 def metrics_file_name(database):
     return f"{METRICS_PREFIX}_{validate_database_name(database)}.prom"
-
-
-def escape_label_value(value):
-    """Label value escaping of the Prometheus text exposition format."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _finished_seconds(backup, manifest):

@@ -37,6 +37,10 @@ def show_argv(unit):
     return ["systemctl", "show", unit, "--property=" + ",".join(SHOW_PROPERTIES)]
 
 
+def is_enabled_argv(unit):
+    return ["systemctl", "is-enabled", unit]
+
+
 def journal_argv(unit, lines):
     return ["journalctl", "--unit", unit, "--lines", str(lines), "--no-pager", "--output", "short-iso", "--quiet"]
 
@@ -97,6 +101,27 @@ class UnitWait:
         if rc != 0:
             raise UnitDown(f"systemctl show {unit} failed (rc {rc}): {(err or out).strip()}")
         return parse_show(out)
+
+    def restart(self, unit, *, enable=False):
+        """Restart the unit (and enable it at boot first when ``enable`` and it is not): the list of actions done.
+
+        One module call instead of a systemd_service task before the wait: the deploy's first restart of a colour
+        also enables it, and every later one finds it enabled (``systemctl is-enabled`` prints ``enabled``).
+        """
+        done = []
+        if enable:
+            rc, out, _err = self.run(is_enabled_argv(unit))
+            if rc != 0 or out.strip() not in ("enabled", "enabled-runtime", "static", "alias", "indirect"):
+                self._systemctl(["enable", unit])
+                done.append("enabled")
+        self._systemctl(["restart", unit])
+        done.append("restarted")
+        return done
+
+    def _systemctl(self, args):
+        rc, out, err = self.run(["systemctl", *args])
+        if rc != 0:
+            raise UnitDown(f"systemctl {' '.join(args)} failed (rc {rc}): {(err or out).strip()}")
 
     def journal(self, unit, lines):
         rc, out, err = self.run(journal_argv(unit, lines))

@@ -83,6 +83,21 @@ options:
       - More keys to record. They must not repeat the entry's own keys.
     type: dict
     default: {}
+  marker_dir:
+    description:
+      - With O(result=ok), also record the event for node exporter's textfile collector, in the same call:
+        C(<marker_dir>/stackops_deploy_<app>.prom) holds
+        C(stackops_deploy_event_timestamp_seconds{app,event,release,color}) set to the time of the call, replaced
+        atomically (stackops.platform.textfile_metric's code; the directory is created C(0775) when missing).
+        The dashboards draw it as annotations.
+      - A failed event leaves the marker as it was. A marker that cannot be written is a warning (RV(marker_error)),
+        never a failure: the event happened and its line is in the log.
+      - Unset or empty, no marker.
+    type: path
+  marker_release:
+    description:
+      - The release the marker names (the one serving now). Default O(release).
+    type: str
   mode:
     description:
       - Mode of a new log.
@@ -125,6 +140,7 @@ EXAMPLES = r"""
       user: alice
       job_id: "4711"
     watch: "{{ __deploy_watch | default({}) }}"
+    marker_dir: /var/lib/prometheus/node-exporter
 
 - name: Record a failed rollback
   stackops.platform.deploy_audit:
@@ -156,6 +172,15 @@ entry:
     duration_s: 7.4
     who: {user: alice, job_id: "4711"}
     watch: {requests: 1200, error_ratio: 0.0, p95_ms: 41}
+marker_file:
+  description: The deploy marker written (not in check mode, not for a failed event); null without one.
+  returned: success
+  type: str
+  sample: /var/lib/prometheus/node-exporter/stackops_deploy_shop.prom
+marker_error:
+  description: Why the marker was not written (it is also a warning).
+  returned: when the marker could not be written
+  type: str
 line:
   description: The line appended, newline included (not in check mode).
   returned: changed and not check mode
@@ -171,6 +196,8 @@ from ansible_collections.stackops.platform.plugins.module_utils.deploy_audit_cor
     append,
     build_entry,
     check_path,
+    marker_path,
+    write_marker,
 )
 
 
@@ -189,6 +216,8 @@ def argument_spec():
         watch=dict(type="dict", default={}),
         failure=dict(type="str"),
         extra=dict(type="dict", default={}),
+        marker_dir=dict(type="path"),
+        marker_release=dict(type="str"),
         mode=dict(type="raw", default="0640"),
         lock_timeout=dict(type="float", default=10),
     )
@@ -212,14 +241,24 @@ def main():
         mode = parse_mode(params["mode"])
         entry = build_entry(dict(params, message=params["failure"]))
         path = check_path(params["path"])
+        marker_dir = params["marker_dir"] if params["result"] == "ok" else None
+        if marker_dir:
+            marker_path(marker_dir, entry["app"])  # a bad app name for a file name fails before the append
         if module.check_mode:
-            module.exit_json(changed=True, path=path, entry=entry)
+            module.exit_json(changed=True, path=path, entry=entry, marker_file=None)
         line = append(path, entry, mode=mode, lock_timeout=params["lock_timeout"])
     except AuditError as exc:
         module.fail_json(msg=exc.msg)
     except OSError as exc:
         module.fail_json(msg=f"could not append to the audit log {params['path']}: {exc}")
-    module.exit_json(changed=True, path=path, entry=entry, line=line)
+    result = dict(changed=True, path=path, entry=entry, line=line, marker_file=None)
+    if marker_dir:
+        try:
+            result["marker_file"] = write_marker(marker_dir, entry, release=params["marker_release"])
+        except AuditError as exc:
+            result["marker_error"] = exc.msg
+            module.warn(exc.msg)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

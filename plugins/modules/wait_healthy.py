@@ -12,8 +12,9 @@ version_added: 0.2.0
 author:
   - stackops platform contributors (!UNKNOWN)
 description:
-  - Meant right after a unit was (re)started. Every O(interval) seconds it reads the unit's state with
-    C(systemctl show) (C(ActiveState), C(SubState), C(Result), C(NRestarts), the main process's exit status) and,
+  - Meant right after a unit was (re)started, or restarts it itself with O(restart). Every O(interval) seconds
+    it reads the unit's state with C(systemctl show) (C(ActiveState), C(SubState), C(Result), C(NRestarts), the
+    main process's exit status) and,
     while the unit can still become healthy, requests O(url) (no proxies). It succeeds when O(url) answered
     O(expected_status) O(healthy_threshold) times in a row.
   - Fails at once, without waiting for O(timeout), when the unit has failed, stopped, is in C(auto-restart)
@@ -22,7 +23,7 @@ description:
     (also in RV(journal)), so a release that dies at start is rejected in about a second.
   - Fails at O(timeout) when the unit keeps running but O(url) never answers as expected, with the last answer
     and the journal lines.
-  - Reads only; standard library only.
+  - Reads only unless O(restart) is set; standard library only.
 options:
   unit:
     description:
@@ -54,6 +55,18 @@ options:
       - Seconds between two rounds (unit state, then health request).
     type: float
     default: 0.5
+  restart:
+    description:
+      - Restart the unit first (C(systemctl restart)), then wait: one module call for the restart and the wait.
+      - The task then reports changed.
+    type: bool
+    default: false
+  enable:
+    description:
+      - With O(restart), enable the unit at boot first when C(systemctl is-enabled) says it is not (the first
+        deploy of a colour). Ignored without O(restart).
+    type: bool
+    default: false
   journal_lines:
     description:
       - How many of the unit's last journal lines go into the failure message and RV(journal).
@@ -63,7 +76,9 @@ attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Reads only; in check mode nothing was restarted, so it returns at once without waiting (RV(skipped)).
+    details:
+      - In check mode nothing is restarted or waited for; it returns at once (RV(skipped)), changed when O(restart)
+        would have restarted the unit.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
@@ -81,16 +96,20 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Restart green
-  ansible.builtin.systemd_service:
-    name: api@green.service
-    state: restarted
-
-- name: Wait for green's health, failing at once if it dies
+- name: Restart green (enabling it at boot the first time) and wait for its health, failing at once if it dies
   stackops.platform.wait_healthy:
     unit: api@green.service
     url: http://127.0.0.1:8002/health
+    restart: true
+    enable: true
     timeout: 60
+
+- name: Wait for a unit restarted by something else
+  stackops.platform.wait_healthy:
+    unit: api@blue.service
+    url: http://127.0.0.1:8001/health
+    healthy_threshold: 3
+    interval: 0.2
 """
 
 RETURN = r"""
@@ -147,6 +166,12 @@ journal:
   type: list
   elements: str
   sample: ["2026-12-02T03:00:00+0000 host api-green[123]: ModuleNotFoundError: No module named 'app'"]
+actions:
+  description: What the module did to the unit before the wait (C(enabled), C(restarted)); empty without O(restart).
+  returned: always
+  type: list
+  elements: str
+  sample: [enabled, restarted]
 skipped:
   description: True in check mode (nothing was waited for).
   returned: when in check mode
@@ -167,6 +192,8 @@ def argument_spec():
         healthy_threshold=dict(type="int", default=1),
         timeout=dict(type="float", default=60),
         interval=dict(type="float", default=0.5),
+        restart=dict(type="bool", default=False),
+        enable=dict(type="bool", default=False),
         journal_lines=dict(type="int", default=20),
     )
 
@@ -194,8 +221,9 @@ def main():
         module.fail_json(msg=bad)
     if module.check_mode:
         module.exit_json(
-            changed=False,
+            changed=p["restart"],
             skipped=True,
+            actions=[],
             ok=True,
             reason="check mode: nothing was waited for",
             unit=p["unit"],
@@ -215,8 +243,12 @@ def main():
         except OSError as exc:
             return 127, "", f"cannot run {argv[0]}: {exc}"
 
+    waiter = UnitWait(run)
+    actions = []
     try:
-        result = UnitWait(run).wait(
+        if p["restart"]:
+            actions = waiter.restart(p["unit"], enable=p["enable"])
+        result = waiter.wait(
             p["unit"],
             p["url"],
             timeout=p["timeout"],
@@ -226,15 +258,17 @@ def main():
             journal_lines=p["journal_lines"],
         )
     except UnitDown as exc:
-        module.fail_json(msg=str(exc), unit=p["unit"])
+        module.fail_json(msg=str(exc), unit=p["unit"], actions=actions)
+    result["actions"] = actions
     if not result["ok"]:
         tail = "\n".join(result["journal"]) or "(no journal lines)"
         module.fail_json(
             msg=f"{p['unit']} is not healthy after {result['elapsed']:g} s: {result['reason']}. "
             f"Last journal lines:\n{tail}",
+            changed=bool(actions),
             **result,
         )
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=bool(actions), **result)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ nginx in a container); here the playbooks run against localhost with a throwaway
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -168,3 +169,56 @@ def test_deploy_check_mode_reports_the_plan_and_changes_nothing(deploy_root, tmp
     assert _snapshot(deploy_root) == before
     assert not archives.exists()
     assert not (deploy_root / "blue_green.json").exists()
+
+
+def _archive(tmp_path):
+    src = tmp_path / "build" / "sample-app-2.0.0"
+    src.mkdir(parents=True)
+    (src / "VERSION").write_text("2.0.0\n")
+    archive = tmp_path / "sample-app-2.0.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="sample-app-2.0.0")
+    return archive
+
+
+def _deploy(playbook, deploy_root, archive, check=False, **extra):
+    return playbook(
+        str(REPO_ROOT / "playbooks" / "deploy.yml"),
+        inventory="[api]\n" + _inventory(deploy_root).split("\n")[1] + "\n",
+        extravars=dict(_extravars(deploy_root), release_archive=str(archive), release_id="r2", **extra),
+        check=check,
+    )
+
+
+def test_deploy_takes_the_sha256_published_beside_the_archive(deploy_root, tmp_path, playbook):
+    archive = _archive(tmp_path)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    Path(f"{archive}.sha256").write_text(f"{digest.upper()}  {archive.name}\n")
+    run = _deploy(playbook, deploy_root, archive, check=True, deploy_archive_dir=str(tmp_path / "archives"))
+    assert run.failed() == 0, run.results
+    # No module call on the controller to hash the archive: the published sum is used (and checked on the host).
+    hashing = "Read the release archive's checksum (no -e release_sha256 and no <archive>.sha256 beside it)"
+    assert run.task_status(hashing) == "runner_on_skipped"
+    assert f"sha256 {digest}" in run.task("Show what the deploy would do")["msg"]
+
+
+def test_a_wrong_published_sha256_fails_on_the_host_with_nothing_changed(deploy_root, tmp_path, playbook):
+    archive = _archive(tmp_path)
+    Path(f"{archive}.sha256").write_text(f"{'0' * 64}  {archive.name}\n")
+    before = _snapshot(deploy_root)
+    run = _deploy(playbook, deploy_root, archive, deploy_archive_dir=str(tmp_path / "archives"))
+    assert run.failed() == 1
+    failures = [e["res"].get("msg", "") for e in run.results if e["event"] == "runner_on_failed"]
+    assert any(f"expected sha256 {'0' * 64}" in msg and "nothing was changed" in msg for msg in failures), failures
+    assert _snapshot(deploy_root) == before
+    assert os.readlink(deploy_root / "current").endswith("r1")
+
+
+def test_a_malformed_release_sha256_is_refused_before_any_host(deploy_root, tmp_path, playbook):
+    archive = _archive(tmp_path)
+    before = _snapshot(deploy_root)
+    run = _deploy(playbook, deploy_root, archive, release_sha256="abc123")
+    assert run.failed() == 1
+    msg = run.task("Check the release archive exists")["msg"]
+    assert "(-e release_sha256) is not 64 hex digits: abc123" in msg, msg
+    assert _snapshot(deploy_root) == before

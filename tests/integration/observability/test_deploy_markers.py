@@ -1,6 +1,7 @@
-"""playbooks/tasks/deploy_marker.yml (included by deploy.yml, rollback.yml and switch.yml on each api host).
+"""The deploy marker: audit_record.yml (the audit line and the node exporter marker, one deploy_audit call) and
+deploy_marker.yml (the Grafana annotation), as deploy.yml, rollback.yml and switch.yml end each event on an api host.
 
-The marker goes through the real pipeline: the task file writes node exporter's textfile, a node exporter test
+The marker goes through the real pipeline: the audit record writes node exporter's textfile, a node exporter test
 instance exports it, a Prometheus test instance scrapes it, and the dashboards' annotation query finds it.
 The Grafana annotation is posted to a recorder speaking Grafana's HTTP API, and skipped for the STAND-IN.
 """
@@ -19,20 +20,43 @@ from prom_helpers import NODE_EXPORTER, PROMETHEUS, free_port, need, node_export
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MARKER_TASKS = str(REPO_ROOT / "playbooks" / "tasks" / "deploy_marker.yml")
+AUDIT_TASKS = str(REPO_ROOT / "playbooks" / "tasks" / "audit_record.yml")
 METRIC = "stackops_deploy_event_timestamp_seconds"
 
 
 def marker_play(event, color, release=None, **play_vars):
-    task_vars = {"__deploy_marker_event": event, "__deploy_marker_color": color}
+    """The end of a successful event as deploy_host.yml, rollback_host.yml and switch.yml leave it: the facts the
+    switch and the release module left, then the audit record (the marker) and, with a URL, the Grafana include."""
+    facts = {"__audit_started": time.time() - 1, "__deploy_switch": {"active": color, "switched": True}}
+    marker_vars = {"__deploy_marker_event": event, "__deploy_marker_color": color}
     if release is not None:
-        task_vars["__deploy_marker_release"] = release
+        marker_vars["__deploy_marker_release"] = release
+        facts.update(__deploy_activated={"release_id": release}, __rollback_target=release)
     return [
         {
             "name": "Record a marker",
             "hosts": "localhost",
             "gather_facts": False,
-            "vars": {"api_app_name": "app", **play_vars},
-            "tasks": [{"name": "Record the marker", "ansible.builtin.include_tasks": MARKER_TASKS, "vars": task_vars}],
+            # settings.yml's colours directory (switch.yml's marker reads the link of the colour now serving).
+            "vars": {
+                "api_app_name": "app",
+                "__deploy_colors_dir": f"{play_vars.get('api_deploy_root')}/colors",
+                **play_vars,
+            },
+            "tasks": [
+                {"name": "Leave the facts of the event", "ansible.builtin.set_fact": facts},
+                {
+                    "name": "Record the event",
+                    "ansible.builtin.include_tasks": AUDIT_TASKS,
+                    "vars": {"__audit_event": event, "__audit_result": "ok"},
+                },
+                {
+                    "name": "Post the annotation",
+                    "ansible.builtin.include_tasks": MARKER_TASKS,
+                    "vars": marker_vars,
+                    "when": "deploy_marker_grafana_url | default('') | length > 0",
+                },
+            ],
         }
     ]
 
@@ -63,7 +87,9 @@ def test_deploy_and_switch_markers_reach_prometheus(playbook, tmp_path):
         scraping_prometheus(tmp_path / "prom", "node", [target]) as prom,
     ):
         before = time.time()
-        run = playbook(marker_play("deploy", "green", "r2", deploy_marker_metrics_dir=str(textfile)))
+        run = playbook(
+            marker_play("deploy", "green", "r2", api_deploy_root=str(tmp_path), deploy_marker_metrics_dir=str(textfile))
+        )
         assert run.failed() == 0, run.results
         assert sorted(p.name for p in textfile.iterdir()) == ["stackops_deploy_app.prom"]
 
@@ -82,7 +108,13 @@ def test_deploy_and_switch_markers_reach_prometheus(playbook, tmp_path):
 
         # A switch names the release its colour's link points at; the deploy's series goes stale.
         run = playbook(
-            marker_play("switch", "blue", deploy_marker_metrics_dir=str(textfile), __deploy_colors_dir=str(colors))
+            marker_play(
+                "switch",
+                "blue",
+                api_deploy_root=str(tmp_path),
+                deploy_marker_metrics_dir=str(textfile),
+                __deploy_colors_dir=str(colors),
+            )
         )
         assert run.failed() == 0, run.results
         result = wait_for(prom, METRIC, lambda r: [s["metric"].get("event") for s in r] == ["switch"])
@@ -109,15 +141,20 @@ def test_deploy_and_switch_markers_reach_prometheus(playbook, tmp_path):
 
 def test_check_mode_writes_no_marker(playbook, tmp_path):
     textfile = tmp_path / "textfile"
-    run = playbook(marker_play("rollback", "blue", "r1", deploy_marker_metrics_dir=str(textfile)), check=True)
+    run = playbook(
+        marker_play("rollback", "blue", "r1", api_deploy_root=str(tmp_path), deploy_marker_metrics_dir=str(textfile)),
+        check=True,
+    )
     assert run.failed() == 0, run.results
     assert not textfile.exists() or not list(textfile.iterdir())
 
 
 def test_empty_metrics_dir_disables_the_textfile(playbook, tmp_path):
-    run = playbook(marker_play("rollback", "blue", "r1", deploy_marker_metrics_dir=""))
+    run = playbook(marker_play("rollback", "blue", "r1", api_deploy_root=str(tmp_path), deploy_marker_metrics_dir=""))
     assert run.failed() == 0, run.results
-    assert run.task_status("Write the deploy marker next to its final name") == "runner_on_skipped"
+    logged = run.task("Append to the audit log the rollback")
+    assert logged["marker_file"] is None and logged["entry"]["release"] == "r1"
+    assert (tmp_path / "audit.jsonl").is_file() and not list(tmp_path.rglob("*.prom"))
 
 
 class Grafana:
@@ -178,6 +215,7 @@ def test_grafana_annotation_posted_to_a_real_grafana(playbook, tmp_path, grafana
             "deploy",
             "green",
             "r2",
+            api_deploy_root=str(tmp_path),
             deploy_marker_metrics_dir=str(tmp_path / "textfile"),
             deploy_marker_grafana_url=grafana.url + "/",
             deploy_marker_grafana_token="glsa_test",
@@ -201,6 +239,7 @@ def test_grafana_refusal_is_reported_not_fatal(playbook, tmp_path, grafana):
             "rollback",
             "blue",
             "r1",
+            api_deploy_root=str(tmp_path),
             deploy_marker_metrics_dir=str(tmp_path / "textfile"),
             deploy_marker_grafana_url=grafana.url,
             deploy_marker_grafana_token="wrong",
@@ -218,6 +257,7 @@ def test_grafana_standin_is_skipped(playbook, tmp_path, grafana):
             "switch",
             "green",
             "r2",
+            api_deploy_root=str(tmp_path),
             deploy_marker_metrics_dir=str(tmp_path / "textfile"),
             deploy_marker_grafana_url=grafana.url,
             deploy_marker_grafana_token="glsa_test",
@@ -235,6 +275,7 @@ def test_grafana_down_is_reported_not_fatal(playbook, tmp_path):
             "deploy",
             "green",
             "r2",
+            api_deploy_root=str(tmp_path),
             deploy_marker_metrics_dir=str(tmp_path / "textfile"),
             deploy_marker_grafana_url=f"http://127.0.0.1:{free_port()}",
             deploy_marker_grafana_token="glsa_test",
@@ -248,7 +289,12 @@ def test_grafana_down_is_reported_not_fatal(playbook, tmp_path):
 def test_check_mode_posts_no_annotation(playbook, tmp_path, grafana):
     extra = {"deploy_marker_grafana_url": grafana.url, "deploy_marker_grafana_token": "glsa_test"}
     textfile = tmp_path / "textfile"
-    run = playbook(marker_play("deploy", "green", "r2", deploy_marker_metrics_dir=str(textfile), **extra), check=True)
+    run = playbook(
+        marker_play(
+            "deploy", "green", "r2", api_deploy_root=str(tmp_path), deploy_marker_metrics_dir=str(textfile), **extra
+        ),
+        check=True,
+    )
     assert run.failed() == 0, run.results
     assert run.task("Report the Grafana annotation")["msg"] == "check mode: no Grafana annotation posted"
     assert grafana.posts == []
@@ -264,7 +310,8 @@ def test_check_mode_posts_no_annotation(playbook, tmp_path, grafana):
     ],
 )
 def test_every_deploy_rollback_and_switch_records_a_marker(path, event):
-    """The wiring: the file that ends each operation includes the marker task file with its event."""
+    """The wiring: the file that ends each operation includes the Grafana annotation file with its event (the
+    textfile marker comes with the audit record, which audited.yml writes around all three)."""
     docs = yaml.safe_load((REPO_ROOT / path).read_text())
     tasks = docs[0]["tasks"] if isinstance(docs[0], dict) and "tasks" in docs[0] else docs
     (include,) = [t for t in tasks if str(t.get("ansible.builtin.include_tasks", "")).endswith("deploy_marker.yml")]

@@ -151,3 +151,47 @@ def test_journal_failure_is_reported_not_raised():
 def test_systemctl_failure_raises_unit_down():
     with pytest.raises(UnitDown, match=r"systemctl show api@green\.service failed"):
         Host([None]).wait()
+
+
+class Systemctl:
+    """Records systemctl calls; is-enabled answers ``enabled_answer``, a verb in ``failing`` fails."""
+
+    def __init__(self, enabled_answer=(0, "enabled\n"), failing=()):
+        self.enabled_answer = enabled_answer
+        self.failing = failing
+        self.calls = []
+
+    def run(self, argv):
+        self.calls.append(argv[1:])
+        verb = argv[1]
+        if verb == "is-enabled":
+            rc, out = self.enabled_answer
+            return rc, out, ""
+        if verb in self.failing:
+            return 1, "", f"Failed to {verb} unit: Access denied"
+        return 0, "", ""
+
+
+@pytest.mark.parametrize(
+    ("answer", "enables"),
+    [((0, "enabled\n"), False), ((0, "static\n"), False), ((1, "disabled\n"), True), ((4, "not-found\n"), True)],
+)
+def test_restart_enables_only_a_unit_that_is_not_enabled(answer, enables):
+    systemctl = Systemctl(enabled_answer=answer)
+    done = UnitWait(systemctl.run).restart("api@green.service", enable=True)
+    assert done == (["enabled", "restarted"] if enables else ["restarted"])
+    expected = [["is-enabled", "api@green.service"]]
+    expected += [["enable", "api@green.service"]] if enables else []
+    assert systemctl.calls == [*expected, ["restart", "api@green.service"]]
+
+
+def test_restart_without_enable_asks_nothing_else():
+    systemctl = Systemctl(enabled_answer=(1, "disabled\n"))
+    assert UnitWait(systemctl.run).restart("api@green.service") == ["restarted"]
+    assert systemctl.calls == [["restart", "api@green.service"]]
+
+
+def test_a_failed_restart_raises_unit_down_with_systemds_words():
+    systemctl = Systemctl(failing=("restart",))
+    with pytest.raises(UnitDown, match=r"systemctl restart api@green\.service failed \(rc 1\): .*Access denied"):
+        UnitWait(systemctl.run).restart("api@green.service", enable=True)

@@ -57,3 +57,45 @@ def test_failure_is_recorded_as_message(capsys, tmp_path):
     code, res = run_module(capsys, base(tmp_path, result="failed", failure="health check failed on green"))
     assert code == 0 and res["entry"]["message"] == "health check failed on green"
     assert json.loads((tmp_path / "audit.jsonl").read_text())["message"] == "health check failed on green"
+
+
+def test_ok_event_leaves_the_deploy_marker_in_the_same_call(capsys, tmp_path):
+    textfile = tmp_path / "node-exporter"
+    args = base(tmp_path, event="deploy", release="r2", color="green", marker_dir=str(textfile))
+    code, res = run_module(capsys, args)
+    assert code == 0 and res["marker_file"] == str(textfile / "stackops_deploy_shop.prom")
+    assert oct(textfile.stat().st_mode & 0o777) == "0o775"
+    lines = (textfile / "stackops_deploy_shop.prom").read_text().splitlines()
+    assert lines[:2] == [
+        "# HELP stackops_deploy_event_timestamp_seconds Unix time of the last deploy, rollback or switch of the app"
+        " on this host.",
+        "# TYPE stackops_deploy_event_timestamp_seconds gauge",
+    ]
+    sample, value = lines[2].rsplit(" ", 1)
+    assert sample == 'stackops_deploy_event_timestamp_seconds{app="shop",event="deploy",release="r2",color="green"}'
+    assert float(value) > 1.7e9
+    # marker_release names what serves when it differs from the event's release (a switch).
+    run_module(capsys, base(tmp_path, event="switch", color="blue", marker_dir=str(textfile), marker_release="r1"))
+    assert 'event="switch",release="r1",color="blue"' in (textfile / "stackops_deploy_shop.prom").read_text()
+
+
+def test_failed_event_and_check_mode_leave_the_marker_as_it_was(capsys, tmp_path):
+    textfile = tmp_path / "node-exporter"
+    textfile.mkdir()
+    marker = textfile / "stackops_deploy_shop.prom"
+    marker.write_text("old\n")
+    run_module(capsys, base(tmp_path, result="failed", failure="boom", marker_dir=str(textfile)))
+    run_module(capsys, base(tmp_path, marker_dir=str(textfile), _ansible_check_mode=True))
+    assert marker.read_text() == "old\n"
+    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_marker_that_cannot_be_written_is_a_warning_not_a_failure(capsys, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    code, res = run_module(capsys, base(tmp_path, marker_dir=str(blocker)))
+    assert code == 0 and res["marker_file"] is None
+    assert f"{blocker} exists but is not a directory" in res["marker_error"]
+    assert "deploy marker was not written" in json.dumps(res["warnings"])
+    # The event itself is in the log.
+    assert json.loads((tmp_path / "audit.jsonl").read_text())["event"] == "rollback"

@@ -108,3 +108,33 @@ def test_wait_healthy_check_mode_waits_for_nothing(capsys):
     args = {"unit": "api@green.service", "url": "http://127.0.0.1:1/health", "_ansible_check_mode": True}
     rc, result = run_module(wait_healthy, capsys, args)
     assert rc == 0 and result["skipped"] and result["attempts"] == 0
+
+
+def test_wait_healthy_check_mode_restarts_nothing_and_reports_the_change(capsys, monkeypatch):
+    def no_commands(*_args, **_kwargs):
+        raise AssertionError("check mode ran a command")
+
+    monkeypatch.setattr(wait_healthy.AnsibleModule, "run_command", no_commands)
+    args = {
+        "unit": "api@green.service",
+        "url": "http://127.0.0.1:1/health",
+        "restart": True,
+        "enable": True,
+        "_ansible_check_mode": True,
+    }
+    rc, result = run_module(wait_healthy, capsys, args)
+    assert rc == 0 and result["changed"] and result["skipped"] and result["actions"] == []
+
+
+def test_wait_healthy_fails_with_systemds_words_when_the_restart_fails(capsys, monkeypatch):
+    def systemctl(_module, argv, **_kwargs):
+        return (1, "", "Unit api@green.service not found.") if argv[1] == "restart" else (0, "enabled\n", "")
+
+    monkeypatch.setattr(wait_healthy.AnsibleModule, "run_command", systemctl)
+    args = {"unit": "api@green.service", "url": "http://127.0.0.1:1/health", "restart": True, "enable": True}
+    rc, result = run_module(wait_healthy, capsys, args)
+    assert (
+        rc == 1
+        and "systemctl restart api@green.service failed (rc 1): Unit api@green.service not found." in result["msg"]
+    )
+    assert result["actions"] == []

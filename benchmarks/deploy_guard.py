@@ -37,7 +37,7 @@ from zd_load import LoadGenerator
 
 APP = zd.APP
 # The api role's restart task: it restarts the colour and waits for its health (one module call).
-WAIT_TASK = "Restart the colour "
+WAIT_TASK = "Restart and health-check"
 WATCH_TASK = "Watch through the access log"
 SWITCH_BACK_FAIL = "Fail the deploy, the old colour serves again"
 EXITS_MESSAGE = "ERROR_RATIO holds 'lots'"

@@ -79,6 +79,8 @@ def plan(root, state_file, color=None, release_path=None):
     links = {c: read_color_link(os.path.join(links_dir, c)) for c in COLORS}
     result = {
         "active": active,
+        # False before the first switch: "active" is then blue by convention, nothing serves yet.
+        "recorded": os.path.exists(state_file),
         "idle": other(active),
         "links": links,
         "color": None,

@@ -99,6 +99,12 @@ active:
   returned: success
   type: str
   sample: blue
+recorded:
+  description: Whether O(state_file) exists, that is a switch has recorded what nginx serves (else RV(active) is blue
+    by convention).
+  returned: success
+  type: bool
+  sample: true
 idle:
   description: The other colour.
   returned: success

@@ -57,6 +57,13 @@ def test_read_only_reports_colours_and_links(root):
     res = colors.link(str(root), state(root))
     assert (res["active"], res["idle"], res["changed"], res["color"]) == ("blue", "green", False, None)
     assert res["links"] == {"blue": str(root / "releases" / "r1"), "green": ""}
+    assert res["recorded"] is True
+
+
+def test_blue_by_convention_before_any_switch_is_not_recorded(root):
+    os.unlink(state(root))
+    res = colors.link(str(root), state(root))
+    assert (res["active"], res["recorded"]) == ("blue", False)
 
 
 def test_links_the_idle_colour_atomically_and_reports_before(root):

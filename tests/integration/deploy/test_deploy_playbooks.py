@@ -11,10 +11,10 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
+from archives import sample_archive
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -145,12 +145,7 @@ def test_deploy_with_missing_archive_fails_before_any_host(tmp_path, playbook):
 
 
 def test_deploy_check_mode_reports_the_plan_and_changes_nothing(deploy_root, tmp_path, playbook):
-    src = tmp_path / "build" / "sample-app-2.0.0"
-    src.mkdir(parents=True)
-    (src / "VERSION").write_text("2.0.0\n")
-    archive = tmp_path / "sample-app-2.0.0.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(src, arcname="sample-app-2.0.0")
+    archive = sample_archive(tmp_path)
     archives = tmp_path / "archives"
     before = _snapshot(deploy_root)
     run = playbook(
@@ -171,16 +166,6 @@ def test_deploy_check_mode_reports_the_plan_and_changes_nothing(deploy_root, tmp
     assert not (deploy_root / "blue_green.json").exists()
 
 
-def _archive(tmp_path):
-    src = tmp_path / "build" / "sample-app-2.0.0"
-    src.mkdir(parents=True)
-    (src / "VERSION").write_text("2.0.0\n")
-    archive = tmp_path / "sample-app-2.0.0.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(src, arcname="sample-app-2.0.0")
-    return archive
-
-
 def _deploy(playbook, deploy_root, archive, check=False, **extra):
     return playbook(
         str(REPO_ROOT / "playbooks" / "deploy.yml"),
@@ -191,7 +176,7 @@ def _deploy(playbook, deploy_root, archive, check=False, **extra):
 
 
 def test_deploy_takes_the_sha256_published_beside_the_archive(deploy_root, tmp_path, playbook):
-    archive = _archive(tmp_path)
+    archive = sample_archive(tmp_path)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     Path(f"{archive}.sha256").write_text(f"{digest.upper()}  {archive.name}\n")
     run = _deploy(playbook, deploy_root, archive, check=True, deploy_archive_dir=str(tmp_path / "archives"))
@@ -203,7 +188,7 @@ def test_deploy_takes_the_sha256_published_beside_the_archive(deploy_root, tmp_p
 
 
 def test_a_wrong_published_sha256_fails_on_the_host_with_nothing_changed(deploy_root, tmp_path, playbook):
-    archive = _archive(tmp_path)
+    archive = sample_archive(tmp_path)
     Path(f"{archive}.sha256").write_text(f"{'0' * 64}  {archive.name}\n")
     before = _snapshot(deploy_root)
     run = _deploy(playbook, deploy_root, archive, deploy_archive_dir=str(tmp_path / "archives"))
@@ -215,7 +200,7 @@ def test_a_wrong_published_sha256_fails_on_the_host_with_nothing_changed(deploy_
 
 
 def test_a_malformed_release_sha256_is_refused_before_any_host(deploy_root, tmp_path, playbook):
-    archive = _archive(tmp_path)
+    archive = sample_archive(tmp_path)
     before = _snapshot(deploy_root)
     run = _deploy(playbook, deploy_root, archive, release_sha256="abc123")
     assert run.failed() == 1

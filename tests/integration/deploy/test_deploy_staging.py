@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
+from archives import sample_archive
 
 DEPLOY = str(Path(__file__).resolve().parents[3] / "playbooks" / "deploy.yml")
 HOSTS = ["app-a", "app-b"]
@@ -21,12 +21,7 @@ COPY_TASK = "Copy the release archive to the host"
 
 @pytest.fixture
 def estate(tmp_path):
-    src = tmp_path / "build" / "sample-app-2.0.0"
-    src.mkdir(parents=True)
-    (src / "VERSION").write_text("2.0.0\n")
-    archive = tmp_path / "sample-app-2.0.0.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(src, arcname="sample-app-2.0.0")
+    archive = sample_archive(tmp_path)
     inv = tmp_path / "inventory"
     (inv / "group_vars" / "all").mkdir(parents=True)
     lines = ["[api]"]
@@ -37,9 +32,7 @@ def estate(tmp_path):
             f" deploy_state_file={root}/blue_green.json deploy_archive_dir={tmp_path}/archives-{host}"
         )
     (inv / "hosts.ini").write_text("\n".join(lines) + "\n")
-    (inv / "group_vars" / "all" / "guardrails.yml").write_text(
-        "---\ndeploy_serial: 1\ndeploy_max_fail_percentage: 0\n"
-    )
+    (inv / "group_vars" / "all" / "guardrails.yml").write_text("---\ndeploy_serial: 1\ndeploy_max_fail_percentage: 0\n")
     extravars = {
         "release_archive": str(archive),
         "release_id": "r2",

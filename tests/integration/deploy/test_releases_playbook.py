@@ -30,7 +30,10 @@ def build(playbook, tmp_path, root, releases, failed=()):
             {
                 "name": f"Build {rid}",
                 "stackops.platform.release": {
-                    "path": str(root), "src": str(src), "release_id": rid, "activate": rid not in failed,
+                    "path": str(root),
+                    "src": str(src),
+                    "release_id": rid,
+                    "activate": rid not in failed,
                 },
             }
         )

@@ -71,9 +71,7 @@ def test_stop_of_the_serving_colour_needs_confirm_stop_on_every_host(estate, pla
 
 
 def test_wrong_confirmation_is_refused_too(estate, playbook):
-    run = playbook(
-        SERVICE, inventory=estate, extravars={"action": "stop", "api_env": ENV, "confirm_stop": "api"}
-    )
+    run = playbook(SERVICE, inventory=estate, extravars={"action": "stop", "api_env": ENV, "confirm_stop": "api"})
     assert run.failed("rel-a") == 1 and run.failed("rel-b") == 1
     assert unit_tasks_run(run) == set()
 

@@ -85,13 +85,13 @@ options:
     default: {}
   marker_dir:
     description:
-      - With O(result=ok), also record the event for node exporter's textfile collector, in the same call:
-        C(<marker_dir>/stackops_deploy_<app>.prom) holds
+      - With O(result=ok), also record the event for node exporter's textfile collector in the same call.
+        C(<marker_dir>/stackops_deploy_<app>.prom) then holds
         C(stackops_deploy_event_timestamp_seconds{app,event,release,color}) set to the time of the call, replaced
-        atomically (stackops.platform.textfile_metric's code; the directory is created C(0775) when missing).
+        atomically (never half-written; the directory is created C(0775) when missing).
         The dashboards draw it as annotations.
       - A failed event leaves the marker as it was. A marker that cannot be written is a warning (RV(marker_error)),
-        never a failure: the event happened and its line is in the log.
+        never a failure, since the event happened and its line is in the log.
       - Unset or empty, no marker.
     type: path
   marker_release:

@@ -57,7 +57,7 @@ options:
     default: 0.5
   restart:
     description:
-      - Restart the unit first (C(systemctl restart)), then wait: one module call for the restart and the wait.
+      - Restart the unit first (C(systemctl restart)), then wait, in one module call.
       - The task then reports changed.
     type: bool
     default: false

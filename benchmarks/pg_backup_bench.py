@@ -111,6 +111,47 @@ def fmt_size(size: int) -> str:
     return f"{size / 1024 / 1024:.0f} MiB"
 
 
+def parse_size(text: str) -> int:
+    """Bytes of a size such as 100M, 1.5G or 1073741824 (K, M, G: powers of 1024)."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if value and value[-1] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 100M or 1G)") from None
+
+
+RANDOM_TABLE = "bench_random"
+RANDOM_ROW_BYTES = 1024  # pgcrypto's gen_random_bytes returns at most 1024 bytes a call
+
+
+def fill_incompressible(server: Server, db: str, target_bytes: int) -> int:
+    """Add random bytea rows (pgcrypto) until the database holds target_bytes; returns the rows added.
+
+    Random bytes stay the same size through pg_dump's and age's compression, so the dump and the
+    upload are about as large as the data (pgbench's tables shrink about 50 times in a custom dump).
+    """
+    server.psql(
+        f"CREATE EXTENSION IF NOT EXISTS pgcrypto; "
+        # 1 KiB values stay inline (under the TOAST threshold): a row is a little over 1 KiB on disk.
+        f"CREATE TABLE IF NOT EXISTS {RANDOM_TABLE} (id bigint PRIMARY KEY, payload bytea NOT NULL);",
+        db=db,
+    )
+    # About 1/16 of the target a statement (4 to 64 MiB): a small --size is not overshot by much.
+    batch = min(65536, max(4096, target_bytes // (RANDOM_ROW_BYTES * 16)))
+    rows = 0
+    while int(server.psql(f"SELECT pg_database_size('{db}');")) < target_bytes:
+        server.psql(
+            f"INSERT INTO {RANDOM_TABLE} SELECT g, gen_random_bytes({RANDOM_ROW_BYTES}) "
+            f"FROM generate_series({rows + 1}, {rows + batch}) AS g;",
+            db=db,
+        )
+        rows += batch
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=70, help="pgbench scale (70 is about 1 GB)")

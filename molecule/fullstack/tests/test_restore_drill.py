@@ -1,5 +1,8 @@
-"""Restore drill end to end: playbooks/restore_drill.yml on the db host (side_effect took the backups it restores)
-and its textfile metrics in Prometheus through the db host's node exporter.
+"""Restore drill end to end: playbooks/restore_drill.yml on the db host, its textfile metrics in Prometheus through
+node exporter, and PostgresRestoreDrillFailed firing when the drill fails (the newest backup tampered with).
+
+side_effect took the backups the drill restores. The tampered dump is put back and the drill run again at the end,
+so the files after this one see a passing drill.
 """
 
 import json
@@ -12,12 +15,14 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+import testinfra
 
 testinfra_hosts = ["ansible://fullstack-mon"]
 
 SCENARIO = Path(__file__).resolve().parents[1]
 PROJECT = SCENARIO.parents[1]
 PROMETHEUS = "http://172.30.58.14:9090"
+STATE = "/var/backups/postgresql/app/.drill-state.json"
 ALERT = "PostgresRestoreDrillFailed"
 
 
@@ -73,6 +78,11 @@ def values(result):
 
 
 @pytest.fixture(scope="module")
+def db():
+    return testinfra.get_host(f"ansible://fullstack-db?ansible_inventory={inventory()}")
+
+
+@pytest.fixture(scope="module")
 def passed_drill():
     rc, output, started = run_drill()
     assert rc == 0, output[-4000:]
@@ -94,3 +104,36 @@ def test_drill_metrics_in_prometheus(host, passed_drill):
     rows = wait_for(host, 'stackops_pg_drill_last_rows_compared{database="app"}', bool, seconds=10)
     assert len(rows) == 1 and values(rows)[0] >= 5, rows
     assert not query(host, f'ALERTS{{alertname="{ALERT}",database="app"}}')
+
+
+def test_failing_drill_fires_its_alert(host, db, passed_drill):
+    state = json.loads(db.run("cat %s", STATE).stdout)
+    dump = state["last_success"]["backup"]
+    assert db.run("cp -a %s %s.drilltest", dump, dump).rc == 0
+    try:
+        # One byte changed in the middle of the newest dump: its sha256 no longer matches the manifest.
+        size = int(db.run("stat -c %%s %s", dump).stdout)
+        assert db.run("printf X | dd of=%s bs=1 seek=%s conv=notrunc status=none", dump, str(size // 2)).rc == 0
+        rc, output, started = run_drill()
+        assert rc != 0, output[-4000:]
+        assert "app: FAILED" in output and "Restore drill failed for app" in output, output[-4000:]
+        failed = wait_for(
+            host,
+            f'stackops_pg_drill_last_run_success{{database="app"}} == 0 and '
+            f'stackops_pg_drill_last_run_timestamp_seconds{{database="app"}} >= {started - 5:.0f}',
+            bool,
+        )
+        assert len(failed) == 1, "the failed drill's metric never reached Prometheus"
+        # The rule has no `for:`: it goes firing at the first evaluation that sees the 0.
+        alert = wait_for(
+            host,
+            f'ALERTS{{alertname="{ALERT}",database="app"}}',
+            lambda result: [r["metric"]["alertstate"] for r in result] == ["firing"],
+            seconds=90,
+        )
+        assert [r["metric"]["alertstate"] for r in alert] == ["firing"], alert
+        assert alert[0]["metric"]["severity"] == "critical", alert
+    finally:
+        assert db.run("mv -f %s.drilltest %s", dump, dump).rc == 0
+    rc, output, _started = run_drill()
+    assert rc == 0, output[-4000:]

@@ -8,9 +8,12 @@ benchmarks/zero_downtime.py (PostgreSQL, Redis, api and worker roles), then play
    the deploy must fail in the idle colour's health wait, in seconds, with the unit's journal lines in the message;
 3. under paced load through nginx, a release that passes its health check but answers 500 to 10 % of requests
    (the sample app's ERROR_RATIO release file): the deploy must switch back by itself within the watch window;
-4. under the same load, a good release: the watch passes and the summary shows its figures.
+4. under the same load, a good release: the watch passes and the summary shows its figures;
+5. under the same load, a canary (deploy_strategy=canary, 10 -> 50 -> 100 %) of a good release: promoted, each
+   step watched;
+6. under the same load, a canary of the 10 % 500s release: aborted, every request back on the old colour.
 
-After 2 and 3, `current`, both colour links, nginx's upstream file and the colour nginx serves must be as before.
+After 2, 3 and 6, `current`, both colour links, nginx's upstream file and the colour nginx serves must be as before.
 Prints the measured figures and PASS/FAIL per check; exits 1 on any FAIL. Removes the container at the end.
 
     . scripts/env.sh && python benchmarks/deploy_guard.py [--rate 100] [--watch-seconds 15] [--keep]
@@ -40,6 +43,9 @@ APP = zd.APP
 WAIT_TASK = "Restart and health-check"
 WATCH_TASK = "Watch through the access log"
 SWITCH_BACK_FAIL = "Fail the deploy, the old colour serves again"
+CANARY_RECORD = "Record the step's figures"
+CANARY_ABORT_FAIL = "Fail the deploy with the canary's figures"
+CANARY_STEPS = [10, 50, 100]
 EXITS_MESSAGE = "ERROR_RATIO holds 'lots'"
 
 
@@ -126,6 +132,8 @@ def bench(args, workdir: Path, container: zd.Container) -> int:
         "exits": build_variant("9.2.1-exits", workdir, {"ERROR_RATIO": "lots\n"}),
         "errors": build_variant("9.2.2-errors", workdir, {"ERROR_RATIO": "0.1\n"}),
         "next": build_variant("9.2.3", workdir, {}),
+        "canary": build_variant("9.2.4", workdir, {}),
+        "canary-errors": build_variant("9.2.5-errors", workdir, {"ERROR_RATIO": "0.1\n"}),
     }
     zd.log(f"starting container {container.name} (nginx on 127.0.0.1:{container.port})")
     container.start()
@@ -143,10 +151,9 @@ def bench(args, workdir: Path, container: zd.Container) -> int:
     prepare.write_text(zd.PREPARE)
     deploy_yml = zd.REPO_ROOT / "playbooks" / "deploy.yml"
 
-    def deploy(name: str, release_id: str) -> dict:
-        out = zd.playbook(
-            workdir, inventory, deploy_yml, {"release_archive": str(releases[name]), "release_id": release_id}, 900
-        )
+    def deploy(name: str, release_id: str, **extra) -> dict:
+        extravars = {"release_archive": str(releases[name]), "release_id": release_id, **extra}
+        out = zd.playbook(workdir, inventory, deploy_yml, extravars, 900)
         zd.log(f"deploy {name} ({release_id}): rc={out['rc']} wall={out['wall']:.1f}s")
         return out
 
@@ -207,6 +214,30 @@ def bench(args, workdir: Path, container: zd.Container) -> int:
                    good_watch.get("breached") is False and bool(good_watch.get("enough_traffic")),
                    str(good_watch.get("reason"))))  # fmt: skip
     checks.append(("good release: summary shows the watch figures", "Watch of " in summary, summary[-240:]))
+
+    # 5. Under load: a canary of a good release, 10 -> 50 -> 100 %, watched at each step, promoted.
+    canary_vars = {"deploy_strategy": "canary", "deploy_canary_steps": CANARY_STEPS,
+                   "deploy_canary_step_seconds": args.watch_seconds / 3}  # fmt: skip
+    out = deploy("canary", "dg-5", **canary_vars)
+    canary = host_result(out, CANARY_RECORD).get("ansible_facts", {}).get("__deploy_canary", {})
+    steps = canary.get("steps", [])
+    checks.append(("canary under load: promoted", out["rc"] == 0, zd.first_failure(out) if out["rc"] else "rc=0"))
+    checks.append(("canary under load: every step routed its weight and watched the new colour",
+                   [s.get("weight") for s in steps] == CANARY_STEPS
+                   and all(s["weights"].get(canary.get("color")) == s["weight"] for s in steps)
+                   and all(s["watch"].get("requests", 0) > 0 and not s["watch"].get("breached") for s in steps[:-1]),
+                   json.dumps(steps)[:400]))  # fmt: skip
+
+    # 6. Under load: a canary of the 10 % 500s release is aborted at its first step, everything as before.
+    before = host_state(container)
+    out = deploy("canary-errors", "dg-6", **canary_vars)
+    aborted = host_result(out, CANARY_ABORT_FAIL)
+    time.sleep(1)
+    after = host_state(container)
+    checks.append(("canary of a bad release: aborted", out["rc"] != 0 and "aborted" in aborted.get("msg", ""),
+                   aborted.get("msg", zd.first_failure(out))[:300]))  # fmt: skip
+    checks.append(("canary of a bad release: current, colour links, nginx unchanged", after == before,
+                   json.dumps(after)[:200]))  # fmt: skip
     time.sleep(1)
     stats = load.stop()
 
@@ -226,6 +257,17 @@ def bench(args, workdir: Path, container: zd.Container) -> int:
         f"good release watch       : {good_watch.get('requests')} requests, 5xx {good_watch.get('errors_5xx')}, "
         f"p95 {good_watch.get('p95_ms')} ms over {good_watch.get('elapsed')}s"
     )
+    for step in steps:
+        watch_figures = step.get("watch") or {}
+        elapsed = float(watch_figures.get("elapsed") or 0)
+        share = watch_figures.get("requests", 0) / (args.rate * elapsed) if elapsed else None
+        print(
+            f"canary step {step['weight']:>3} %       : weights {step['weights']}, switch {step['switch_seconds']}s"
+            + (f", new colour served {watch_figures.get('requests')} requests in {elapsed:g}s "
+               f"(about {share:.0%} of the paced {args.rate:.0f}/s), 5xx {watch_figures.get('errors_5xx')}"
+               if share is not None else "")
+        )  # fmt: skip
+    print(f"canary abort             : {aborted.get('msg', '?')[:400]}")
     print(
         f"load through nginx       : {stats.requests} requests at {args.rate:.0f}/s paced, statuses "
         f"{dict(stats.statuses)}, socket errors {stats.socket_errors}; "

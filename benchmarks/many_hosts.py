@@ -117,7 +117,7 @@ def remove_all() -> None:
 # ---------------------------------------------------------------- inventory and runs
 
 
-def write_inventory(workdir: Path, n: int, secret: dict) -> Path:
+def write_inventory(workdir: Path, n: int, secret: dict, watch_seconds: float = 0) -> Path:
     """An inventory directory like inventories/local: fixed addresses, guardrails with serial 25 %."""
     inv = workdir / f"inventory-{n}"
     (inv / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,8 @@ def write_inventory(workdir: Path, n: int, secret: dict) -> Path:
     }
     (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
     (inv / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(all_vars))
-    guardrails = {"deploy_serial": "25%", "deploy_max_fail_percentage": 0}
+    # The post-switch watch adds deploy_watch_seconds to every batch (it waits that long for traffic).
+    guardrails = {"deploy_serial": "25%", "deploy_max_fail_percentage": 0, "deploy_watch_seconds": watch_seconds}
     (inv / "group_vars" / "all" / "guardrails.yml").write_text(yaml.safe_dump(guardrails))
     return inv
 
@@ -270,6 +271,12 @@ def main() -> int:
         "--deploy-only", action="store_true", help="re-measure deploys on the hosts a --keep run left (no site)"
     )
     parser.add_argument(
+        "--watch-seconds",
+        type=float,
+        default=0,
+        help="deploy_watch_seconds (default 0: the rollout's own work; the watch adds this to every batch)",
+    )
+    parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="for every deploy, e.g. ANSIBLE_PIPELINING=1"
     )
     args = parser.parse_args()
@@ -300,12 +307,12 @@ def main() -> int:
         if not reuse:
             sh(["docker", "network", "create", "--subnet", SUBNET, NETWORK])
             start_container(image, DB, DB_ADDRESS, "1g")
-        inventory = write_inventory(workdir, sizes[-1], secret)
+        inventory = write_inventory(workdir, sizes[-1], secret, args.watch_seconds)
         if args.deploy_only:
             # The hosts keep the secrets of the run that provisioned them: take them from a running app host.
             env_file = sh(["docker", "exec", app_name(1), "cat", "/srv/sample/shared/.env"])
             secret = secret_from_env(env_file, secret)
-            inventory = write_inventory(workdir, sizes[-1], secret)
+            inventory = write_inventory(workdir, sizes[-1], secret, args.watch_seconds)
         if not args.deploy_only:
             log(f"{DB}: provisioning PostgreSQL + Redis (not timed)")
         data_site = workdir / "data_site.yml"
@@ -320,7 +327,7 @@ def main() -> int:
         have = 0
         app_image = image
         for n in sizes:
-            inventory = write_inventory(workdir, n, secret)
+            inventory = write_inventory(workdir, n, secret, args.watch_seconds)
             site_wall = float("nan")
             if not args.deploy_only:
                 for i in range(have + 1, n + 1):
@@ -373,7 +380,8 @@ def main() -> int:
             remove_all()
             shutil.rmtree(workdir, ignore_errors=True)
 
-    print("\nmany hosts: app site and rolling deploy (serial 25 %), wall seconds")
+    watch = f"deploy_watch_seconds={args.watch_seconds:g}"
+    print(f"\nmany hosts: app site and rolling deploy (serial 25 %, {watch}), wall seconds")
     print(f"{'N':>3} {'site':>7} {'deploy':>7} {'batches':>7} {'per batch (s)':<34} {'per host mean/max':>17}")
     base = rows[0][2]
     for n, site_wall, wall, batches, per_host in rows:

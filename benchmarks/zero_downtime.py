@@ -116,7 +116,7 @@ class Container:
 # ---------------------------------------------------------------- ansible
 
 
-def write_inventory(workdir: Path, container: str) -> Path:
+def write_inventory(workdir: Path, container: str, watch_seconds: float = 5) -> Path:
     inventory = {
         "all": {
             "vars": {
@@ -135,6 +135,8 @@ def write_inventory(workdir: Path, container: str) -> Path:
                 "deploy_verify_header": "X-App-Color",
                 "deploy_keep_releases": 4,
                 "deploy_strip_components": 0,
+                # The post-switch watch waits this long after each switch (the local inventory's guardrail).
+                "deploy_watch_seconds": watch_seconds,
                 "bench_db_password": DB_PASSWORD,
             },
             "children": {"api": {"hosts": {"zd-app": {}}}, "worker": {"hosts": {"zd-app": {}}}},
@@ -260,6 +262,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200, help="requests per second through nginx")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--max-seconds", type=float, default=540, help="start no deploy cycle after this (run bound)")
+    parser.add_argument(
+        "--watch-seconds", type=float, default=5, help="deploy_watch_seconds of each deploy (default 5, as local)"
+    )
     parser.add_argument("--keep", action="store_true", help="leave the container running (debugging)")
     args = parser.parse_args()
     if not 2 <= args.cycles <= MAX_CYCLES:
@@ -293,7 +298,7 @@ def bench(args, workdir: Path, container: Container, deadline: float) -> int:
 
     log(f"starting container {container.name} (nginx on 127.0.0.1:{container.port})")
     container.start()
-    inventory = write_inventory(workdir, container.name)
+    inventory = write_inventory(workdir, container.name, args.watch_seconds)
     prepare = workdir / "prepare.yml"
     prepare.write_text(PREPARE)
     deploy_yml = REPO_ROOT / "playbooks" / "deploy.yml"

@@ -77,7 +77,12 @@ def stack(tmp_path_factory):
     edge = Edge(tmp_path_factory.mktemp("edge-mtail"))
     apps = [
         {"name": "shop", "backends": [backend.address]},
-        {"name": "api", "path_prefix": "/api/v1", "backends": [backend.address], "rate_limit": {"window": 60, "max": API_MAX}},
+        {
+            "name": "api",
+            "path_prefix": "/api/v1",
+            "backends": [backend.address],
+            "rate_limit": {"window": 60, "max": API_MAX},
+        },
         # Nothing listens on its only backend: the edge answers 502.
         {"name": "gone", "path_prefix": "/gone", "backends": [f"127.0.0.1:{free_port()}"]},
     ]
@@ -125,7 +130,7 @@ def wait_for(url: str, wanted: dict[str, float], log, timeout: float = 15.0) -> 
 
 
 def test_role_writes_the_program_it_checked(stack):
-    edge, _, program_dir, _ = stack
+    _, _, program_dir, _ = stack
     program = (program_dir / "edge_access.mtail").read_text()
     assert program.startswith("#"), "the program starts with the ansible_managed header"
     assert "histogram edge_http_request_duration_seconds by app" in program

@@ -89,7 +89,7 @@ def stack(tmp_path_factory):
         # Nothing listens on its only backend: the edge answers 502.
         {"name": "gone", "path_prefix": "/gone", "backends": [f"127.0.0.1:{free_port()}"]},
     ]
-    edge.vars = edge.role_vars(apps, edge_mtail_enabled=True)
+    edge.vars = edge.role_vars(apps, edge_mtail_enabled=True, edge_mtail_program_dir=str(edge.prefix / "etc" / "mtail"))
     edge.first_run = run_playbook(role_play(edge.vars), tmp_path_factory.mktemp("edge-mtail-runner"))
     assert edge.first_run.failed() == 0, failure_messages(edge.first_run)
     edge.start()

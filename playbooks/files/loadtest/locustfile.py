@@ -25,7 +25,7 @@ with open(os.environ["STACKOPS_LOADTEST_PLAN"], encoding="utf-8") as _plan:
 SAMPLES = []
 CA_FILE = os.environ.get("STACKOPS_LOADTEST_CA_FILE", "")
 _TLS_CONTEXT = (
-    gevent.ssl.create_default_context(cafile=CA_FILE) if CA_FILE else gevent.ssl._create_unverified_context()  # noqa: SLF001
+    gevent.ssl.create_default_context(cafile=CA_FILE) if CA_FILE else gevent.ssl._create_unverified_context()
 )
 # perf_counter() at the start of the run, as the shape counts it (set by its first tick).
 RUN = {"start": None}

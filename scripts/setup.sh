@@ -15,6 +15,8 @@ APT_PACKAGES=(python3-venv debootstrap docker.io rsync git shellcheck)
 [ "${1:-}" = --runtime ] || APT_PACKAGES+=(prometheus prometheus-node-exporter)
 # Off-site backup tests: age encrypts and decrypts the copies (moto, from the venv, is the test S3 endpoint).
 [ "${1:-}" = --runtime ] || APT_PACKAGES+=(age)
+# Edge exporter tests: the edge role's mtail program runs under the real mtail binary.
+[ "${1:-}" = --runtime ] || APT_PACKAGES+=(mtail)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -27,7 +29,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # Debian starts these on install; the harness starts its own instances when it needs them
     # (prometheus is there for promtool: the rules stage).
-    for svc in postgresql nginx prometheus prometheus-node-exporter; do
+    for svc in postgresql nginx prometheus prometheus-node-exporter mtail; do
       if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
         systemctl stop "$svc" 2>/dev/null || true
       else

@@ -4,7 +4,7 @@
 
     python3 stackops_loadtest.py --spec '{"url": "https://staging.example.com", "stages": [{"rps": 50, "duration": 60}],
         "rate_limit": {"rps": 10, "burst": 20, "stage_rps": 50, "duration": 10, "path": "/"},
-        "thresholds": {"p95_seconds": 0.3, "error_ratio": 0.01}}' --result result.json
+        "thresholds": {"p95_seconds": 0.3, "error_ratio": 0.01}, "ca_file": ""}' --result result.json
 
 Prints one line per stage (achieved RPS, p50/p95/p99, error ratio, 429s, PASS/FAIL) and writes the figures as
 JSON. Exit 0: every stage passed; 3: a stage failed its thresholds; 2: bad input or locust did not run.
@@ -26,10 +26,12 @@ sys.path.insert(0, str(HERE.parents[2] / "plugins" / "module_utils"))
 import loadtest_stats as lt  # noqa: E402
 
 
-def run_locust(url: str, plan: list, python: str, workdir: Path) -> list:
+def run_locust(url: str, plan: list, python: str, workdir: Path, ca_file: str = "") -> list:
     plan_file, samples_file = workdir / "plan.json", workdir / "samples.json"
     plan_file.write_text(json.dumps(plan))
     env = dict(os.environ, STACKOPS_LOADTEST_PLAN=str(plan_file), STACKOPS_LOADTEST_SAMPLES=str(samples_file))
+    if ca_file:
+        env["STACKOPS_LOADTEST_CA_FILE"] = ca_file
     argv = [
         python, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless", "--host", url,
         "--only-summary", "--loglevel", "ERROR", "--exit-code-on-error", "0", "--stop-timeout", "2",
@@ -58,13 +60,16 @@ def main(argv=None) -> int:
         plan = lt.build_plan(spec.get("stages"), spec.get("rate_limit"), spec.get("path") or "/")
         thresholds = spec.get("thresholds") or {}
         lt.summarise(plan, [], thresholds)  # checks the thresholds before any load is sent
+        ca_file = str(spec.get("ca_file") or "")
+        if ca_file and not Path(ca_file).is_file():
+            raise lt.LoadTestError(f"loadtest_ca_file {ca_file!r} is not a file (the CA to verify HTTPS answers with)")
     except (ValueError, lt.LoadTestError) as exc:
         print(f"bad load test spec: {exc}", file=sys.stderr)
         return 2
     print(f"load test of {url}: {len(plan)} stages, {plan[-1]['end']:g} s", flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="stackops-loadtest-") as tmp:
-            samples = run_locust(url.rstrip("/"), plan, args.python, Path(tmp))
+            samples = run_locust(url.rstrip("/"), plan, args.python, Path(tmp), ca_file)
     except RuntimeError as exc:
         print(str(exc), file=sys.stderr)
         return 2

@@ -1,8 +1,9 @@
 """playbooks/loadtest.yml against a throwaway nginx with limit_req on a loopback free port.
 
 Short stages (a few seconds, tens of RPS) keep the run bounded; the rate-limit stage sends 40 rps at a
-10 r/s limit and must see 429s, and the same stage against a location without a limit, or with a limit that
-answers 503 (nginx's default limit_req_status), must fail.
+10 r/s limit and must see 429s with Retry-After, and the same stage against a location without a limit, with a
+limit that answers 503 (nginx's default limit_req_status) or with 429s that do not say when to retry, must fail.
+The stage against the edge role's own nginx: tests/integration/edge/test_edge_loadtest.py.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ http {{
     scgi_temp_path {prefix}/tmp;
     limit_req_zone $binary_remote_addr zone=edge:1m rate=10r/s;
     limit_req_zone $binary_remote_addr zone=edge503:1m rate=10r/s;
+    limit_req_zone $binary_remote_addr zone=edgenoretry:1m rate=10r/s;
     default_type text/plain;
     # try_files, not return: return answers in the rewrite phase, before limit_req would run.
     root {prefix}/www;
@@ -44,6 +46,12 @@ http {{
         listen 127.0.0.1:{port};
         location = /limited {{
             limit_req zone=edge burst=5 nodelay;
+            limit_req_status 429;
+            add_header Retry-After 1 always;
+            try_files /ok.txt =404;
+        }}
+        location = /limited-no-retry-after {{
+            limit_req zone=edgenoretry burst=5 nodelay;
             limit_req_status 429;
             try_files /ok.txt =404;
         }}
@@ -117,6 +125,7 @@ def test_staged_load_and_rate_limit_pass(playbook, edge, tmp_path):
         assert stage["p50_ms"] <= stage["p95_ms"] <= stage["p99_ms"]
     assert limit["kind"] == "rate_limit" and limit["passed"], limit
     assert limit["status_429"] > 0
+    assert limit["status_429_retry_after"] == limit["status_429"]
     # 10 r/s over 6 s plus a burst of 5: about 65 got through, everything else was refused with 429.
     assert limit["requests"] - limit["status_429"] - limit["errors"] <= 10 * 6 * 1.2 + 5 + 1
     assert limit["passed_rps"] < limit["target_rps"] / 2
@@ -127,6 +136,7 @@ def test_staged_load_and_rate_limit_pass(playbook, edge, tmp_path):
     [
         ("/", "no 429 while sending 40 rps over a limit of 10 rps"),
         ("/limited-503", "answers were 5xx or none (a limit should answer 429)"),
+        ("/limited-no-retry-after", "429 answers had no Retry-After header"),
     ],
 )
 def test_rate_limit_stage_fails_without_429(playbook, edge, tmp_path, path, reason):

@@ -164,3 +164,21 @@ def test_rules_with_edge_group_only_the_edge_is_public(playbook):
     assert rules["app-1"]["api-nginx-behind-edge"]["ports"] == [80]
     assert rules["app-1"]["api-nginx-behind-edge"]["v4"] == ["10.0.1.5"]
     assert rules["app-1"]["api-colours"]["v4"] == ["10.0.1.40", "10.0.1.5"]
+
+
+def test_rules_edge_mtail_only_from_monitoring_when_enabled(playbook):
+    inv = yaml.safe_load(estate(with_edge=True))
+    inv["all"]["hosts"]["edge-1"].update({"edge_mtail_enabled": True, "edge_mtail_port": 9390})
+    run = playbook(PLAN_PLAY, inventory=yaml.safe_dump(inv))
+    assert run.rc == 0
+    rules = plan(run)
+    assert rules["edge-1"]["edge-mtail"]["ports"] == [9390]
+    assert rules["edge-1"]["edge-mtail"]["v4"] == ["10.0.1.40"]
+    assert not rules["edge-1"]["edge-mtail"]["v6"]
+    assert all("edge-mtail" not in rules[h] for h in rules if h != "edge-1")
+
+
+def test_rules_edge_mtail_closed_when_disabled(playbook):
+    run = playbook(PLAN_PLAY, inventory=estate(with_edge=True))
+    assert run.rc == 0
+    assert all("edge-mtail" not in r for r in plan(run).values())

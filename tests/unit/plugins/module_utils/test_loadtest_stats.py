@@ -10,10 +10,12 @@ from ansible_collections.stackops.platform.plugins.module_utils import loadtest_
 THRESHOLDS = {"p95_seconds": 0.3, "error_ratio": 0.01}
 
 
-def steady(start, end, rps, ms=10.0, status=200):
-    """rps requests a second from start to end, each taking ms."""
+def steady(start, end, rps, ms=10.0, status=200, retry_after=None):
+    """rps requests a second from start to end, each taking ms (retry_after: 1/0 whether it had Retry-After)."""
     n = int((end - start) * rps)
-    return [(start + i / rps, ms, status) for i in range(n)]
+    if retry_after is None:
+        return [(start + i / rps, ms, status) for i in range(n)]
+    return [(start + i / rps, ms, status, retry_after) for i in range(n)]
 
 
 def test_plan_orders_stages_then_the_rate_limit():
@@ -28,6 +30,12 @@ def test_plan_orders_stages_then_the_rate_limit():
     ]
     assert plan[0]["measure_from"] == 1.0
     assert plan[2]["measure_from"] == 30.0  # the burst allowance is part of what is measured
+    assert plan[2]["url"] == ""  # the load stages' URL
+
+
+def test_rate_limit_stage_can_target_another_url():
+    plan = lt.build_plan([{"rps": 5, "duration": 5}], {"rps": 10, "url": "https://127.0.0.1:8443/", "path": "/api"})
+    assert (plan[-1]["url"], plan[-1]["path"]) == ("https://127.0.0.1:8443", "/api")
 
 
 @pytest.mark.parametrize(
@@ -43,6 +51,8 @@ def test_plan_orders_stages_then_the_rate_limit():
         ([{"rps": 5, "duration": 5}], {"rps": 10, "limit": 3}, "unknown keys"),
         ([{"rps": 5, "duration": 5}], {"rps": 10, "burst": -1}, "burst must be"),
         ([{"rps": 5, "duration": 5}], "10r/s", "must be a mapping"),
+        ([{"rps": 5, "duration": 5}], {"rps": 10, "url": "edge:443"}, "loadtest_rate_limit.url must be an http"),
+        ([{"rps": 5, "duration": 5}], {"rps": 10, "url": "https://a b"}, "loadtest_rate_limit.url must be an http"),
     ],
 )
 def test_plan_refuses_bad_input(stages, rate_limit, message):
@@ -92,10 +102,11 @@ def _limit_plan():
 
 def test_rate_limit_stage_passes_when_the_excess_gets_429():
     ok = steady(1, 11, 10)
-    refused = steady(1, 11, 30, status=429)
+    refused = steady(1, 11, 30, status=429, retry_after=1)
     r = lt.summarise(_limit_plan(), ok + refused, THRESHOLDS)[-1]
     assert r["passed"], r["reasons"]
     assert r["status_429"] == 300 and r["passed_rps"] == pytest.approx(10.0)
+    assert r["status_429_retry_after"] == 300
 
 
 @pytest.mark.parametrize(
@@ -103,7 +114,18 @@ def test_rate_limit_stage_passes_when_the_excess_gets_429():
     [
         (steady(1, 11, 40), "no 429 while sending 40 rps over a limit of 10 rps"),
         (steady(1, 11, 10) + steady(1, 11, 30, status=503), "5xx or none (a limit should answer 429)"),
-        (steady(1, 11, 30) + steady(1, 11, 10, status=429), "requests got through, the limit allows about 125"),
+        (
+            steady(1, 11, 30) + steady(1, 11, 10, status=429, retry_after=1),
+            "requests got through, the limit allows about 125",
+        ),
+        (steady(1, 11, 10) + steady(1, 11, 30, status=429), "300 of 300 429 answers had no Retry-After header"),
+        (steady(1, 11, 8), "reached 8.0 rps, not over the limit of 10 rps"),
+        (
+            steady(1, 11, 10)
+            + steady(1, 11, 20, status=429, retry_after=1)
+            + steady(1, 11, 10, status=429, retry_after=0),
+            "100 of 300 429 answers had no Retry-After header",
+        ),
     ],
 )
 def test_rate_limit_stage_fails(samples, reason):
@@ -128,4 +150,5 @@ def test_table_has_a_line_per_stage():
     plan = lt.build_plan([{"rps": 10, "duration": 10}])
     lines = lt.render_table(lt.summarise(plan, steady(0, 10, 10, ms=400.0), THRESHOLDS))
     assert lines[0].split()[:4] == ["stage", "target", "achieved", "p50"]
+    assert "retry-after" in lines[0].split()
     assert lines[1].startswith("1: 10 rps") and "FAIL: p95 400.0 ms over 300 ms" in lines[1]

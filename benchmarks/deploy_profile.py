@@ -157,11 +157,12 @@ def ansible_env(workdir: Path, collections: str | None = None) -> dict:
 
 
 def playbook(workdir: Path, inventory: Path, book: Path, extravars: dict | None = None, timeout: float = 600,
-             collections: str | None = None):  # fmt: skip
+             collections: str | None = None, env_extra: dict | None = None):  # fmt: skip
     argv = ["ansible-playbook", "-i", str(inventory), str(book)]
     if extravars:
         argv += ["-e", json.dumps(extravars)]
     env = ansible_env(workdir, collections)
+    env.update(env_extra or {})
     started = time.monotonic()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     return proc.returncode, time.monotonic() - started, proc.stdout + proc.stderr
@@ -275,6 +276,11 @@ def main() -> int:
     parser.add_argument("--save", type=Path, help="write the figures as JSON")
     parser.add_argument("--compare", type=Path, help="a JSON file written by --save: print it next to this run")
     parser.add_argument(
+        "--mitogen",
+        action="store_true",
+        help="deploy by turns with Mitogen's mitogen_linear strategy (pip install mitogen), shown as the baseline",
+    )
+    parser.add_argument(
         "--hash-on-controller",
         action="store_true",
         help="publish no <archive>.sha256: deploy.yml hashes the archive on the controller (one more module call)",
@@ -297,6 +303,8 @@ def main() -> int:
         parser.error("run inside the project environment: . scripts/env.sh")
     if args.baseline and not (args.baseline / "playbooks" / "deploy.yml").is_file():
         parser.error(f"--baseline {args.baseline}: no playbooks/deploy.yml there")
+    if sum(bool(x) for x in (args.baseline, args.compare, args.mitogen)) > 1:
+        parser.error("--baseline, --compare and --mitogen each name what to compare with: give one")
     if args.baseline and args.compare:
         parser.error("--baseline and --compare both name what to compare with: give one")
 
@@ -324,11 +332,23 @@ def baseline_collections(workdir: Path, checkout: Path) -> str:
     return str(coll)
 
 
+def mitogen_variant() -> tuple:
+    """This checkout under Mitogen's strategy (it only takes over connections named by their short name: docker)."""
+    import ansible_mitogen  # noqa: PLC0415 - optional: pip install mitogen
+
+    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    env = {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear"}
+    return ("mitogen", REPO_ROOT, None, env, {"ansible_connection": "docker"})
+
+
 def bench(args, workdir: Path, container: Container) -> int:
-    # The variants deployed, in turn: (label, playbook root, collections path).
-    variants = [("this", REPO_ROOT, None)]
+    # The variants deployed, in turn: (label, playbook root, collections path, environment, extra vars).
+    variants = [("this", REPO_ROOT, None, {}, {})]
     if args.baseline:
-        variants.insert(0, ("baseline", args.baseline.resolve(), baseline_collections(workdir, args.baseline)))
+        coll = baseline_collections(workdir, args.baseline)
+        variants.insert(0, ("baseline", args.baseline.resolve(), coll, {}, {}))
+    elif args.mitogen:
+        variants.insert(0, mitogen_variant())
     count = 1 + args.redeploys * len(variants)
     log(f"building {count} releases ({args.payload_mb:g} MB payload each)")
     versions = [f"9.1.{i}" for i in range(count)]
@@ -345,11 +365,12 @@ def bench(args, workdir: Path, container: Container) -> int:
     log(f"provisioned in {wall:.0f}s")
 
     load_before = load_average()
-    runs: dict[str, list[dict]] = {label: [] for label, _root, _coll in variants}
+    runs: dict[str, list[dict]] = {variant[0]: [] for variant in variants}
     plan = [variants[-1]] + [v for _round in range(args.redeploys) for v in variants]
-    for i, ((label, root, coll), archive) in enumerate(zip(plan, archives, strict=True)):
-        extravars = {"release_archive": str(archive), "release_id": f"p-{i:02d}"}
-        rc, wall, output = playbook(workdir, inventory, root / "playbooks" / "deploy.yml", extravars, collections=coll)
+    for i, ((label, root, coll, env_extra, vars_extra), archive) in enumerate(zip(plan, archives, strict=True)):
+        extravars = {"release_archive": str(archive), "release_id": f"p-{i:02d}", **vars_extra}
+        book = root / "playbooks" / "deploy.yml"
+        rc, wall, output = playbook(workdir, inventory, book, extravars, collections=coll, env_extra=env_extra)
         if rc:
             log(f"deploy {i} ({label}) failed: {failure(output)}")
             return 1
@@ -364,8 +385,9 @@ def bench(args, workdir: Path, container: Container) -> int:
     this = summarise(runs["this"][0], runs["this"][1:])
     this["load"] = list(loads)
     other, label = None, "before"
-    if args.baseline:
-        other, label = summarise(None, runs["baseline"]), "baseline"
+    if args.baseline or args.mitogen:
+        label = "baseline" if args.baseline else "mitogen"
+        other = summarise(None, runs[label])
     elif args.compare:
         saved = json.loads(args.compare.read_text())
         other = saved.get("this", saved)

@@ -17,7 +17,9 @@ import time
 from app import backends, config
 
 LOG = logging.getLogger("app.worker")
-BRPOP_TIMEOUT = 2
+# How long an idle worker blocks in BRPOP: also how long it takes to notice SIGTERM (a deploy's worker restart
+# waits for it). Redis takes fractions of a second; the job itself always finishes first.
+BRPOP_TIMEOUT = 0.5
 
 
 def process(job: dict, record, set_status, worker: str) -> None:

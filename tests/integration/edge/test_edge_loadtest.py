@@ -68,7 +68,7 @@ def edge(tmp_path_factory):
 
 
 def test_rate_limit_stage_reports_429_with_retry_after(edge, tmp_path):
-    _, local = local_settings()
+    _routes, local = local_settings()
     url = f"https://127.0.0.1:{edge.https_port}"
     rate_limit = {**local, **stage_limit(SCALED), "url": url, "stage_rps": 40, "duration": 6}
     result = tmp_path / "result.json"

@@ -133,22 +133,22 @@ def wait_for(url: str, wanted: dict[str, float], log, timeout: float = 15.0) -> 
 
 
 def test_role_writes_the_program_it_checked(stack):
-    _, _, program_dir, _ = stack
+    _edge, _url, program_dir, _log = stack
     program = (program_dir / "edge_access.mtail").read_text()
     assert program.startswith("#"), "the program starts with the ansible_managed header"
     assert "histogram edge_http_request_duration_seconds by app" in program
 
 
 def test_counters_show_each_response_by_app_and_status_class(stack):
-    edge, url, _, log = stack
+    edge, url, _program_dir, log = stack
     statuses = {200: 4, 404: 3, 500: 2}
     for code, times in statuses.items():
-        for _ in range(times):
+        for _attempt in range(times):
             assert edge.request(f"/status/{code}", source="127.0.0.21").status == code
     assert edge.request("/gone/x", source="127.0.0.22").status == 502
     assert edge.request("/", https=False, source="127.0.0.23").status == 301
     refused = []
-    for _ in range(API_MAX + 2):
+    for _request in range(API_MAX + 2):
         answer = edge.request("/api/v1/x", source="127.0.0.24")
         assert answer.status in (200, 429)
         if answer.status == 429:
@@ -176,7 +176,7 @@ def test_counters_show_each_response_by_app_and_status_class(stack):
 
 
 def test_role_refuses_unsorted_buckets_before_any_change(stack, tmp_path):
-    edge, _, program_dir, _ = stack
+    edge, _url, program_dir, _log = stack
     before = (program_dir / "edge_access.mtail").read_text()
     run = run_playbook(role_play({**edge.vars, "edge_mtail_duration_buckets": [0.5, 0.1]}), tmp_path / "runner")
     assert run.failed() == 1

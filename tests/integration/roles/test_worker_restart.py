@@ -1,6 +1,6 @@
-"""The worker role's restart entry point (deploy.yml and rollback.yml): parallel by default, one systemctl enable
-and one systemctl restart for every configured worker; a bad worker_restart_strategy is refused before anything
-restarts.
+"""The worker role's restart entry point (deploy.yml and rollback.yml): parallel by default, one systemctl restart
+for every configured worker (site.yml enables them at boot, before the first release too); a bad
+worker_restart_strategy is refused before anything restarts.
 
 systemctl is a STANDIN on PATH that records its arguments (this machine runs no systemd).
 """
@@ -45,9 +45,9 @@ def test_parallel_restart_is_one_systemctl_call_for_every_worker(playbook, syste
     path, calls = systemctl
     run = playbook(restart_play({"worker_app_name": "shop", "worker_instances": 3}, path))
     assert run.failed() == 0, failure_messages(run)
-    # Enabled at boot first (site.yml enables them only once a release exists), then restarted in one call.
+    # One call, no enable: site.yml enabled them (the unit's ConditionPathExists waits for a release).
     units = "shop-worker@1.service shop-worker@2.service shop-worker@3.service"
-    assert calls.read_text().splitlines() == [f"enable -- {units}", f"restart -- {units}"]
+    assert calls.read_text().splitlines() == [f"restart -- {units}"]
 
 
 def test_no_worker_no_call(playbook, systemctl):

@@ -2,7 +2,7 @@
 the api (PostgreSQL and Redis behind it). Two short stages keep it bounded (about 10 s of load on our own
 containers); the figures per stage are printed.
 
-The latency bound is loose on purpose (loadtest_p95_seconds 2.0, the 2-core CI machine runs other scenarios at
+The latency bound is loose on purpose (loadtest_p95_seconds 5.0, the 2-core CI machine runs other scenarios at
 the same time): the test shows the playbook measures the real stack, the figures say how fast it was.
 """
 
@@ -29,8 +29,12 @@ def test_loadtest_measures_the_stack(tmp_path, capsys):
         "loadtest_path": "/items",
         "loadtest_stages": STAGES,
         "loadtest_result": str(result),
-        "loadtest_p95_seconds": 2.0,
+        "loadtest_p95_seconds": 5.0,
         "loadtest_min_rate_ratio": 0.8,
+        # This scenario has no edge: the local inventory's rate-limit stage (the edge on 127.0.0.1:8443, its CA)
+        # has nothing to hit here. The edge scenario and tests/integration/edge check the 429s.
+        "loadtest_rate_limit": {},
+        "loadtest_ca_file": "",
     }
     argv = [
         str(Path(sys.executable).parent / "ansible-playbook"),
@@ -49,6 +53,7 @@ def test_loadtest_measures_the_stack(tmp_path, capsys):
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
     )
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    assert result.is_file(), text[-4000:]
     report = json.loads(result.read_text())
     with capsys.disabled():
         print(f"\nloadtest.yml against {URL}/items (fullstack):")

@@ -13,7 +13,7 @@ PACKAGE_DIR = "/usr/local/lib/stackops/ansible_collections/stackops/platform/plu
 MODULES = ["backup_age", "backup_offsite", "backup_offsite_fetch", "backup_offsite_metrics", "backup_offsite_params",
            "backup_offsite_remote", "backup_retention", "backup_s3", "file_primitives", "pg_backup_core",
            "pg_backup_manifest", "pg_backup_metrics", "pg_backup_retention", "pg_cli", "pg_client", "pg_drill_core",
-           "pg_restore_core"]
+           "pg_restore_core", "textfile_metrics"]
 
 
 def drill_metrics(host, db):

@@ -13,7 +13,7 @@ import contextlib
 import datetime
 import os
 
-from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import atomic_write
+from ansible_collections.stackops.platform.plugins.module_utils import textfile_metrics
 from ansible_collections.stackops.platform.plugins.module_utils.pg_backup_manifest import (
     PgBackupError,
     list_backups,
@@ -103,20 +103,17 @@ def render_metrics(database, values):
 def write_textfile(metrics_dir, name, text, what):
     """Write ``<metrics_dir>/<name>`` atomically (0644); return its path. ``what`` names it in errors.
 
-    The temporary file does not end in .prom, so node exporter never reads a half-written file.
+    textfile_metrics.write does it: the temporary file does not end in .prom, so node exporter never reads a
+    half-written file. A missing directory is created 0755: the units run with UMask=0077, and node exporter must
+    still be able to enter it.
     """
     final = os.path.join(metrics_dir, name)
     if os.path.lexists(metrics_dir) and not os.path.isdir(metrics_dir):
         raise PgBackupError(f"metrics directory {metrics_dir} exists but is not a directory")
     try:
-        if not os.path.isdir(metrics_dir):
-            os.makedirs(metrics_dir, mode=0o755, exist_ok=True)
-            # The units run with UMask=0077; node exporter must still be able to enter it.
-            os.chmod(metrics_dir, 0o755)  # noqa: S103 - world-readable metrics by design
-        atomic_write(final, text, mode=0o644)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise PgBackupError(f"cannot write {what} {final} (directory {metrics_dir}): {reason}") from None
+        textfile_metrics.write(final, text, mode=0o644, directory_mode=0o755)
+    except textfile_metrics.TextfileError as exc:
+        raise PgBackupError(f"cannot write {what} {final} (directory {metrics_dir}): {exc.reason or exc}") from None
     return final
 
 

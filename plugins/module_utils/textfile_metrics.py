@@ -22,7 +22,15 @@ TYPES = ("gauge", "counter", "untyped")
 
 
 class TextfileError(Exception):
-    """Bad metrics or a file that cannot be written; the message names the bad value."""
+    """Bad metrics or a file that cannot be written; the message names the bad value.
+
+    ``reason`` is the operating system's words when a write failed (None otherwise), for callers that word their
+    own message.
+    """
+
+    def __init__(self, msg, reason=None):
+        super().__init__(msg)
+        self.reason = reason
 
 
 def escape_label_value(value):
@@ -106,5 +114,6 @@ def write(path, text, mode=0o644, directory_mode=None):
             created = True
         atomic_write(path, text, mode=mode)
     except OSError as exc:
-        raise TextfileError(f"cannot write {path}: {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc)
+        raise TextfileError(f"cannot write {path}: {reason}", reason=reason) from None
     return created

@@ -5,9 +5,10 @@ containers (manyhosts-app-<i>, memory-bounded with docker --memory) on the Docke
 (172.30.63.0/24), from the Molecule base image. For each N (default 1, 4, 8; the containers accumulate, so the
 site run of a larger N provisions the new hosts and re-runs on the old ones): runs the app part of site (the api
 and worker roles) on all N hosts, then deploys a new release of the sample app with playbooks/deploy.yml at
-serial 25 %. Prints wall time per N (site, deploy), per deploy batch and per host (sum of its task times in the
-deploy play). With --variants, deploys again at the largest N under other settings (pipelining off, forks 5,
-strategy free, mitogen_linear when the mitogen package is importable) and prints one line per variant.
+serial 25 %. Prints wall time per N (site, deploy), of the staging play (every host at once), per deploy batch
+and per host (sum of its task times in the staging and deploy plays). With --variants, deploys again at the
+largest N under other settings (pipelining off, forks 5, strategy free, mitogen_linear when the mitogen package
+is importable) and prints one line per variant.
 
     . scripts/env.sh && python benchmarks/many_hosts.py [--sizes 1 4 8] [--memory 512m] [--variants]
         [--keep] [--reuse-db] [--fresh] [--deploy-only] [--env KEY=VALUE]
@@ -40,6 +41,7 @@ SUBNET = "172.30.63.0/24"
 DB = f"{PREFIX}-db"
 DB_ADDRESS = "172.30.63.10"
 DEPLOY_PLAY = "Deploy the release to the api hosts, colour by colour"
+STAGE_PLAY = "Stage the release on every api host at once (idle colours started, nothing switched)"
 MAX_HOSTS = 16
 
 
@@ -216,22 +218,27 @@ def _ts(value: str) -> float:
     return datetime.datetime.fromisoformat(value).timestamp()
 
 
-def deploy_breakdown(events: list[dict]) -> tuple[list[float], dict[str, float]]:
-    """Wall time of each batch of the deploy play, and each api host's summed task time in it."""
-    batches: list[list[float]] = []
+def deploy_breakdown(events: list[dict]) -> tuple[float, list[float], dict[str, float]]:
+    """Wall time of the staging play (every host at once) and of each batch of the deploy play, and each api host's
+    summed task time in both."""
+    spans: list[tuple[str, list[float]]] = []
     per_host: dict[str, float] = {}
-    in_deploy = False
+    current = None
     for event in events:
         data = event.get("event_data", {})
         if event["event"] == "playbook_on_play_start":
-            in_deploy = data.get("play") == DEPLOY_PLAY
-            if in_deploy:
-                batches.append([_ts(event["created"]), _ts(event["created"])])
+            play = data.get("play")
+            current = None
+            if play in (STAGE_PLAY, DEPLOY_PLAY):
+                current = [_ts(event["created"]), _ts(event["created"])]
+                spans.append((play, current))
             continue
-        if in_deploy and event["event"].startswith("runner_on_") and "end" in data:
-            batches[-1][1] = max(batches[-1][1], _ts(data["end"]))
+        if current is not None and event["event"].startswith("runner_on_") and "end" in data:
+            current[1] = max(current[1], _ts(data["end"]))
             per_host[data["host"]] = per_host.get(data["host"], 0.0) + float(data.get("duration", 0.0))
-    return [end - start for start, end in batches], per_host
+    stage = sum(end - start for play, (start, end) in spans if play == STAGE_PLAY)
+    batches = [end - start for play, (start, end) in spans if play == DEPLOY_PLAY]
+    return stage, batches, per_host
 
 
 def deploy(
@@ -243,13 +250,13 @@ def deploy(
     env: dict | None = None,
     more_vars: dict | None = None,
     tag: str,
-) -> tuple[float, list[float], dict[str, float]]:
+) -> tuple[float, float, list[float], dict[str, float]]:
     extravars = {"release_archive": str(archive), "release_id": release_id, **(more_vars or {})}
     wall, events = run(
         workdir, REPO_ROOT / "playbooks" / "deploy.yml", inventory, extravars=extravars, env=env, tag=tag
     )
-    batches, per_host = deploy_breakdown(events)
-    return wall, batches, per_host
+    stage, batches, per_host = deploy_breakdown(events)
+    return wall, stage, batches, per_host
 
 
 # ---------------------------------------------------------------- main
@@ -341,9 +348,12 @@ def main() -> int:
                 app_image = snapshot(app_name(1))
             log(f"N={n}: rolling deploy, serial 25 %")
             rid = f"n{n:02d}{int(time.time()) % 100000:05d}"
-            wall, batches, per_host = deploy(workdir, inventory, archive, rid, env=base_env, tag=f"deploy-{n}")
-            rows.append((n, site_wall, wall, batches, per_host))
-            log(f"N={n}: site {site_wall:.1f}s, deploy {wall:.1f}s, batches {' '.join(f'{b:.1f}' for b in batches)}")
+            wall, stage, batches, per_host = deploy(workdir, inventory, archive, rid, env=base_env, tag=f"deploy-{n}")
+            rows.append((n, site_wall, wall, stage, batches, per_host))
+            log(
+                f"N={n}: site {site_wall:.1f}s, deploy {wall:.1f}s, staging {stage:.1f}s, "
+                f"batches {' '.join(f'{b:.1f}' for b in batches)}"
+            )
         if args.variants:
             n = sizes[-1]
             variants = [
@@ -369,7 +379,9 @@ def main() -> int:
                     extra = more[0] if more else None
                     rid = f"v{k:02d}{int(time.time()) % 100000:05d}"
                     env = {**base_env, **variant_env}
-                    wall, batches = deploy(workdir, inventory, archive, rid, env=env, more_vars=extra, tag=rid)[:2]
+                    wall, _stage, batches, _hosts = deploy(
+                        workdir, inventory, archive, rid, env=env, more_vars=extra, tag=rid
+                    )
                     variant_rows.append((label, f"{wall:7.1f}", f"{sum(batches) / len(batches):6.1f}"))
                     log(f"variant {label}: deploy {wall:.1f}s")
                 except RuntimeError as exc:
@@ -382,15 +394,19 @@ def main() -> int:
 
     watch = f"deploy_watch_seconds={args.watch_seconds:g}"
     print(f"\nmany hosts: app site and rolling deploy (serial 25 %, {watch}), wall seconds")
-    print(f"{'N':>3} {'site':>7} {'deploy':>7} {'batches':>7} {'per batch (s)':<34} {'per host mean/max':>17}")
+    print(
+        f"{'N':>3} {'site':>7} {'deploy':>7} {'staging':>7} {'batches':>7} {'per batch (s)':<34} "
+        f"{'per host mean/max':>17}"
+    )
     base = rows[0][2]
-    for n, site_wall, wall, batches, per_host in rows:
+    for n, site_wall, wall, stage, batches, per_host in rows:
         host_times = list(per_host.values())
         print(
-            f"{n:>3} {site_wall:7.1f} {wall:7.1f} {len(batches):>7} {' '.join(f'{b:.1f}' for b in batches):<34} "
+            f"{n:>3} {site_wall:7.1f} {wall:7.1f} {stage:7.1f} {len(batches):>7} "
+            f"{' '.join(f'{b:.1f}' for b in batches):<34} "
             f"{sum(host_times) / len(host_times):8.1f}/{max(host_times):<8.1f}"
         )
-    for n, _site, wall, _b, _h in rows[1:]:
+    for n, _site, wall, _stage, _b, _h in rows[1:]:
         print(f"deploy N={n} / N={rows[0][0]}: {wall / base:.2f}x")
     if variant_rows:
         print(f"\ndeploy at N={sizes[-1]} under other settings: label, wall s, mean batch s")

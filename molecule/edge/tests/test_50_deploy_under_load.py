@@ -1,7 +1,7 @@
 """A deploy of the sample app across both api hosts (serial 1) while a bounded keep-alive load runs through the
 edge from edge-api2: no request fails, and the edge serves from both hosts before, during and after. The load runs
-while deploy.yml's colour-by-colour play runs (every restart and switch happens there; staging before it is
-copying and unpacking only): it starts at that play's first header and stops at the next play's."""
+from deploy.yml's staging play (every idle colour restarts there) through its colour-by-colour play (every switch
+happens there): it starts at the staging play's header and stops at the workers play's."""
 
 import base64
 import json
@@ -14,7 +14,7 @@ from conftest import CA, EDGE, SCENARIO, app_state, burst, curl, playbook_argv, 
 LOAD = "/tmp/edge_load.py"
 OUT = "/tmp/edge-load.json"
 STOP = "/tmp/edge-load.stop"
-SERIAL_PLAY = "PLAY [Deploy the release to the api hosts, colour by colour]"
+SERIAL_PLAY = "PLAY [Stage the release on every api host at once (idle colours started, nothing switched)]"
 NEXT_PLAY = "PLAY [Restart the workers onto the new release]"
 # A light load (20 requests/s over 4 keep-alive connections), stopped by the stop file at the end of the serial
 # play. Hard cap 300 s: on a busy 2-core machine that play takes minutes for two hosts.
@@ -79,7 +79,7 @@ def test_deploy_across_both_hosts_under_load(hosts):
     wait_inactive(client, "edge-load")
     assert rc == 0, out[-3000:]
     result = json.loads(client.file(OUT).content_string)
-    print(f"\n---- deploy.yml's colour-by-colour play over 2 api hosts: {serial_seconds:.0f} s; load: {result}")
+    print(f"\n---- deploy.yml's staging and serial plays, 2 api hosts: {serial_seconds:.0f} s; load: {result}")
     assert result["stopped_by"] == "stop-file", f"the load ended before the deploy's switches did: {result}"
     assert result["total"] >= 10 * serial_seconds, result
     assert result["failed"] == 0, result

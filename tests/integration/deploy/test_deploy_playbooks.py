@@ -129,7 +129,7 @@ def test_switch_rejects_a_bad_colour(deploy_root, playbook, color):
 def test_deploy_without_archive_fails_before_any_host(tmp_path, playbook):
     run = playbook(str(REPO_ROOT / "playbooks" / "deploy.yml"), inventory=_inventory(tmp_path / "srv"))
     assert run.failed() == 1
-    assert "release_archive" in run.task("Check the release archive was given")["msg"]
+    assert "release_archive" in run.task("Check the release archive")["msg"]
     assert not (tmp_path / "srv").exists()
 
 
@@ -140,7 +140,7 @@ def test_deploy_with_missing_archive_fails_before_any_host(tmp_path, playbook):
         extravars={"release_archive": str(tmp_path / "nope.tar.gz")},
     )
     assert run.failed() == 1
-    assert "no such file" in run.task("Check the release archive exists")["msg"]
+    assert "no such file" in run.task("Check the release archive")["msg"]
     assert not (tmp_path / "srv").exists()
 
 
@@ -204,6 +204,6 @@ def test_a_malformed_release_sha256_is_refused_before_any_host(deploy_root, tmp_
     before = _snapshot(deploy_root)
     run = _deploy(playbook, deploy_root, archive, release_sha256="abc123")
     assert run.failed() == 1
-    msg = run.task("Check the release archive exists")["msg"]
+    msg = run.task("Check the release archive")["msg"]
     assert "(-e release_sha256) is not 64 hex digits: abc123" in msg, msg
     assert _snapshot(deploy_root) == before

@@ -1,12 +1,15 @@
 """deploy.yml stages the release on every api host before the serial rollout, and the batches do not stage again.
 
 Two api hosts over the local connection, each with its own deploy root, one host per batch, no failures
-allowed. This machine runs no systemd, so the first batch fails at the restart of the idle colour: the
-rollout stops there, which shows what happened before the batches (the staging) apart from what they do.
+allowed. This machine runs no systemd, so the restart of the idle colour fails: with staging first it fails on
+every host during the staging, which is then called off before any batch; without it the first batch fails and
+the rollout stops there. The tests with a host that stages fine while another fails (the call-off puts its idle
+colour back) run where systemd does: molecule/multiapp.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,6 +20,7 @@ from archives import sample_archive
 DEPLOY = str(Path(__file__).resolve().parents[3] / "playbooks" / "deploy.yml")
 HOSTS = ["app-a", "app-b"]
 COPY_TASK = "Copy the release archive to the host"
+RESTART_TASK = "Restart and health-check (failing at once if its unit dies) the colour green"
 
 
 @pytest.fixture
@@ -47,17 +51,32 @@ def _copies(run, host):
     return sum(1 for e in runs if e["event"] != "runner_on_start")
 
 
-def test_release_is_staged_on_every_host_before_the_first_batch(estate, playbook):
+def _events(run, task, host):
+    return [e for e in run.results if e["task"] == task and e["host"] == host and e["event"] != "runner_on_start"]
+
+
+def test_release_is_staged_and_started_on_every_host_before_the_first_batch(estate, playbook):
     tmp_path, inv, extravars = estate
     run = playbook(DEPLOY, inventory=str(inv), extravars=extravars)
-    # The first batch (app-a) failed at the restart; app-b was never rolled.
-    assert run.failed("app-a") == 1 and run.failed("app-b") == 0
+    # Both hosts tried to start the release in staging, failed, and no batch ran.
+    # app-b tried to start its idle colour (app-a, the first host, failed at its migrations before that).
+    assert _events(run, RESTART_TASK, "app-b")
     for host in HOSTS:
+        assert run.failed(host) == 1, host
+        assert _events(run, "Read the colours and point the idle one at the release", host), host
+        assert "Staging failed on " + host in _events(run, "Fail this host, its staging failed", host)[-1]["res"]["msg"]
+        assert not _events(run, "Deploy the release on this host", host), host
         root = tmp_path / host
         assert (root / "releases" / "r2" / "VERSION").read_text() == "2.0.0\n", host
-        # Staged only: current never moved, and the batch did not copy a second time.
+        # Nothing switched: current never moved, the idle colour's link is gone again (it ran nothing before).
         assert not (root / "current").exists()
+        assert not (root / "colors" / "blue").exists() and not (root / "colors" / "green").exists()
         assert _copies(run, host) == 1, host
+        # The error that stopped it, not one from putting things back.
+        failure = _events(run, "Fail the host with the error of the deploy", host)[-1]["res"]["msg"]
+        assert "was not switched to on " + host in failure, failure
+        audit = [json.loads(line) for line in (root / "audit.jsonl").read_text().splitlines()]
+        assert [(a["event"], a["result"], a["release"]) for a in audit] == [("deploy", "failed", "r2")], audit
 
 
 def test_staging_can_be_left_to_the_batches(estate, playbook):

@@ -80,3 +80,32 @@ def test_env_backups_are_made_on_change_only_and_rotated(tmp_path, playbook):
     # keep=0: no new backup, and the old ones go.
     assert playbook(play(root, env(6), keep=0)).failed() == 0
     assert backups(root) == []
+
+
+def preflight_play(env_value):
+    return [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars": {"api_env": env_value, "api_start_command": "/bin/true"},
+            "tasks": [
+                {
+                    "name": "Check the settings",
+                    "ansible.builtin.include_role": {"name": "stackops.platform.api", "tasks_from": "preflight.yml"},
+                }
+            ],
+        }
+    ]
+
+
+def test_preflight_names_multiline_and_missing_keys_never_their_values(playbook):
+    secret = "s3cr3t-line-one\nline-two"
+    run = playbook(preflight_play({"DATABASE_URL": secret, "NOTE": "ok"}))
+    assert run.failed() == 1
+    msg = run.task("Check api_env is a dict holding the required keys")["msg"]
+    assert "values spanning lines (systemd EnvironmentFile= takes single-line strings): DATABASE_URL." in msg, msg
+    assert "missing: REDIS_URL" in msg, msg
+    assert "s3cr3t" not in str(run.results)
+
+    run = playbook(preflight_play(ENV_A))
+    assert run.failed() == 0, run.results

@@ -9,9 +9,11 @@ Standard library only. One drill:
     time) -> count every table's rows -> compare with the counts the manifest recorded in the dump's own
     snapshot -> drop the scratch database, whatever happened
 
-The outcome goes to ``<backup_dir>/<database>/.drill-state.json`` (the last run and the last success);
-``--write-metrics DIR`` (the drill unit's ExecStopPost) turns it into ``DIR/stackops_pg_drill_<database>.prom``
-for node exporter's textfile collector, the way the backup unit does.
+The outcome goes to ``<backup_dir>/<database>/.drill-state.json`` (the last run and the last success, each with
+the source drilled: ``local`` or ``offsite``, and the backup's origin); ``--write-metrics DIR`` (the drill unit's
+ExecStopPost) turns it into ``DIR/stackops_pg_drill_<database>.prom`` for node exporter's textfile collector, the
+way the backup unit does. Every series carries ``database`` and ``source`` labels: the run series the source this
+drill is set up for, the last-success series the source of that success.
 
 Run on the database host as ``python3 -m ansible_collections.stackops.platform.plugins.module_utils.pg_drill_core
 --config /etc/stackops/pg_drill-<db>.json`` (a JSON object of the option names in ``DRILL_OPTIONS``).
@@ -73,6 +75,8 @@ DRILL_OPTIONS = {
     "download_dir": (str, None),
 }
 STATE_FILE = ".drill-state.json"
+# What a drill restores: the newest local backup, or (with the offsite option) the bucket's copy.
+SOURCES = ("local", "offsite")
 # Reported size of a restored database relative to its dump when the live database cannot be measured.
 DUMP_EXPANSION = 5
 
@@ -100,6 +104,11 @@ def check_drill_params(params):
     if not 0 < params["max_disk_share"] <= 1:
         raise PgBackupError(f"max_disk_share must be above 0 and at most 1, got {params['max_disk_share']}")
     return params
+
+
+def drill_source(params):
+    """``offsite`` when the drill restores the bucket's copy, else ``local``."""
+    return "offsite" if params.get("offsite") else "local"
 
 
 def state_path(params):
@@ -198,10 +207,16 @@ def _estimate_and_free(restorer, params, source):
     return estimate, stats.f_bavail * stats.f_frsize
 
 
-def run_drill(params, restorer=None, now=None, check_mode=False):
-    """Restore the newest backup into a scratch database, compare row counts, drop it. Returns the result."""
+def run_drill(params, restorer=None, now=None, check_mode=False, seen=None):
+    """Restore the newest backup into a scratch database, compare row counts, drop it. Returns the result.
+
+    ``seen`` (a dict) gets the ``origin`` and ``backup`` (path) once the backup is chosen, so a failed drill can say
+    which it was.
+    """
     params = check_drill_params(params)
     with resolve_drill_source(params) as source:
+        if seen is not None:
+            seen.update(origin=source["origin"], backup=source["path"])
         return _drill(params, source, restorer, now, check_mode)
 
 
@@ -210,6 +225,8 @@ def _drill(params, source, restorer, now, check_mode):
     verify_against_manifest(source["path"], source["manifest"])
     restorer = restorer or Restorer(params)
     scratch = scratch_name(params["database"], now)
+    # The downloaded copy of an off-site backup is gone after the drill: name it by where it came from.
+    named = source["path"] if source["origin"] == "local" else source["origin"]
     if restorer.database_info(scratch) is not None:
         raise PgBackupError(f"database {scratch} already exists: another drill is running, or wait a second")
     room = _estimate_and_free(restorer, params, source)
@@ -221,6 +238,7 @@ def _drill(params, source, restorer, now, check_mode):
         "changed": not check_mode,
         "database": params["database"],
         "backup": source["path"],
+        "source": drill_source(params),
         "origin": source["origin"],
         "backup_finished_at": source["manifest"].get("finished_at"),
         "scratch": scratch,
@@ -234,7 +252,7 @@ def _drill(params, source, restorer, now, check_mode):
     try:
         clock = time.monotonic()
         argv = build_pg_restore_argv(params, restorer.pg_restore, scratch, source["path"])
-        run_tool(argv, params, f"pg_restore of {source['path']} into scratch database {scratch}")
+        run_tool(argv, params, f"pg_restore of {named} into scratch database {scratch}")
         restore_seconds = round(time.monotonic() - clock, 3)
         actual = parse_row_counts(
             restorer.sql(ROW_COUNTS_SQL + "\n", dbname=scratch, what=f"counting rows in {scratch}").strip(),
@@ -243,7 +261,7 @@ def _drill(params, source, restorer, now, check_mode):
         differences = compare_counts(expected, actual)
         if differences:
             raise PgBackupError(
-                f"restore drill of {params['database']} failed: row counts of {source['path']} restored into "
+                f"restore drill of {params['database']} failed: row counts of {named} restored into "
                 f"{scratch} differ from its manifest: {describe_mismatch(differences)}"
             )
     except BaseException as exc:
@@ -280,14 +298,23 @@ def read_state(path):
     return state or {}
 
 
-def record_outcome(path, result=None, error=None, now=None):
-    """Write the drill state: the last run always, the last success only when this run succeeded."""
+def record_outcome(path, result=None, error=None, now=None, *, source="local", seen=None):
+    """Write the drill state: the last run always, the last success only when this run succeeded.
+
+    ``source``: what the drill was set to restore (``local`` or ``offsite``); ``origin``: the backup it restored
+    (``local`` or ``offsite:<bucket>/<key>``) and ``backup`` (its path) come from the result, or for a failed run
+    from ``seen`` (run_drill's) once the backup was chosen.
+    """
     now = now or utc_now()
     state = read_state(path)
-    state["last_run"] = {"finished_at": now.isoformat(), "success": error is None, "error": error}
+    chosen = result if result is not None else (seen or {})
+    state["last_run"] = {"finished_at": now.isoformat(), "success": error is None, "error": error, "source": source,
+                         "origin": chosen.get("origin"), "backup": chosen.get("backup")}
     if result is not None and error is None:
         state["last_success"] = {
             "finished_at": now.isoformat(),
+            "source": source,
+            "origin": result.get("origin"),
             "restore_seconds": result["restore_seconds"],
             "rows_compared": result["rows_compared"],
             "tables_compared": result["tables_compared"],
@@ -333,10 +360,30 @@ def drill_metrics(state, run_success, now=None):
     return values
 
 
+def _success_source(state):
+    """Source of the last success; states written before drills could restore the bucket's copy were local."""
+    source = (state.get("last_success") or {}).get("source")
+    return source if source in SOURCES else "local"
+
+
+def render_drill_metrics(database, state, source, run_success, now=None):
+    """Text of the metrics file: the run series labelled with this drill's ``source``, the last-success series
+    with the source of that success (they differ for a while after the drill's source was changed)."""
+    values = drill_metrics(state, run_success, now=now)
+    run_keys = ("last_run_success", "last_run_timestamp_seconds")
+    success = {key: value for key, value in values.items() if key not in run_keys}
+    run = {key: value for key, value in values.items() if key in run_keys}
+    text = ""
+    if success:
+        text += render_gauges(METRICS_PREFIX, METRIC_HELP, {"database": database, "source": _success_source(state)},
+                              success)
+    return text + render_gauges(METRICS_PREFIX, METRIC_HELP, {"database": database, "source": source}, run)
+
+
 def write_drill_metrics(metrics_dir, params, run_success, now=None):
     name = f"{METRICS_PREFIX}_{validate_database_name(params['database'])}.prom"
-    values = drill_metrics(read_state(state_path(params)), run_success, now=now)
-    text = render_gauges(METRICS_PREFIX, METRIC_HELP, {"database": params["database"]}, values)
+    text = render_drill_metrics(params["database"], read_state(state_path(params)), drill_source(params),
+                                run_success, now=now)
     return write_textfile(metrics_dir, name, text, "restore drill metrics")
 
 
@@ -346,13 +393,14 @@ def write_drill_metrics(metrics_dir, params, run_success, now=None):
 def _drill_and_record(params):
     """Run the drill and record its outcome in the state file, failed or not."""
     path = state_path(params)
+    seen = {}
     try:
-        result = run_drill(params)
+        result = run_drill(params, seen=seen)
     except (OSError, PgBackupError) as exc:
         with contextlib.suppress(OSError):
-            record_outcome(path, error=str(exc))
+            record_outcome(path, error=str(exc), source=drill_source(params), seen=seen)
         raise
-    record_outcome(path, result=result)
+    record_outcome(path, result=result, source=drill_source(params))
     return result
 
 

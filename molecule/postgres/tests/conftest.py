@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[3]
 INSTANCE = "postgres-instance"
 APP = "molecule-app-password-0123"
 METRICS_DIR = "/var/lib/prometheus/node-exporter"
-SAMPLE = re.compile(r'^([a-z_]+)\{database="([^"]*)"\} (\S+)$')
+SAMPLE = re.compile(r'^([a-z_]+)\{database="([^"]*)"(?:,source="(?:local|offsite)")?\} (\S+)$')
 
 
 def admin_sql(host, sql, db="app"):

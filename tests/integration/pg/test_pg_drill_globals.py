@@ -125,7 +125,7 @@ def test_drill_passes_drops_its_scratch_and_writes_metrics(playbook, pg_cluster,
                             "--run-result", "success")
     assert code == 0, err
     text = (metrics / f"stackops_pg_drill_{bench_db}.prom").read_text()
-    label = f'{{database="{bench_db}"}}'
+    label = f'{{database="{bench_db}",source="local"}}'
     assert f"stackops_pg_drill_last_run_success{label} 1\n" in text
     assert f"stackops_pg_drill_last_rows_compared{label} 100011\n" in text
     assert f"stackops_pg_drill_last_duration_seconds{label} {result['restore_seconds']!r}\n" in text
@@ -150,12 +150,13 @@ def test_drill_with_tampered_counts_fails_and_drops_its_scratch(
 
     state = json.loads((backup_root / bench_db / ".drill-state.json").read_text())
     assert state["last_run"]["success"] is False and "pgbench_tellers" in state["last_run"]["error"]
+    assert (state["last_run"]["origin"], state["last_run"]["backup"]) == ("local", res["path"])
     assert state["last_success"]["backup"] == res["path"]
     metrics = tmp_path / "textfile"
     assert drill(tmp_path, pg_cluster, backup_root, bench_db, "--write-metrics", str(metrics),
                  "--run-result", "failure")[0] == 0
     text = (metrics / f"stackops_pg_drill_{bench_db}.prom").read_text()
-    assert f'stackops_pg_drill_last_run_success{{database="{bench_db}"}} 0\n' in text
+    assert f'stackops_pg_drill_last_run_success{{database="{bench_db}",source="local"}} 0\n' in text
     assert "stackops_pg_drill_last_success_timestamp_seconds" in text  # the earlier success still stands
 
 

@@ -47,3 +47,39 @@ def test_bad_retention_or_offsite_input_refused_and_nothing_changed(playbook, ro
     assert run.changed() == 0
     assert named in failure_messages(run), failure_messages(run)
     assert all(S3_SECRET not in str(e["res"]) for e in run.results)
+
+
+IDENTITY = "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQS9STANDIN"
+
+
+@pytest.mark.parametrize(
+    ("role_vars", "named"),
+    [
+        (
+            {**OFFSITE, "postgres_drill_source": "offsite"},
+            "postgres_drill_source=offsite needs postgres_drill_offsite_identity, the age identity (AGE-SECRET-KEY-1",
+        ),
+        ({**OFFSITE, "postgres_drill_source": "offsite", "postgres_drill_offsite_identity": "  "}, "(it is empty)"),
+        (
+            {**OFFSITE, "postgres_drill_source": "offsite", "postgres_drill_offsite_identity": RECIPIENT},
+            "from your vault (the value given is not one)",
+        ),
+        (
+            {"postgres_drill_source": "offsite", "postgres_drill_offsite_identity": IDENTITY},
+            "postgres_drill_source=offsite drills the encrypted off-site copies, but "
+            "postgres_backup_offsite_enabled is "
+            "false",
+        ),
+        ({"postgres_drill_source": "remote"}, "postgres_drill_source"),
+    ],
+    ids=["drill-offsite-no-identity", "drill-offsite-blank-identity", "drill-offsite-public-key",
+         "drill-offsite-copies-off", "drill-source-unknown"],
+)
+def test_bad_offsite_drill_input_refused_and_nothing_changed(playbook, role_vars, named):
+    base = {"postgres_users": [GOOD_USER], "postgres_databases": [GOOD_DB]}
+    run = playbook(role_play({**base, **role_vars}), check=True)
+    assert run.failed() == 1
+    assert run.changed() == 0
+    assert named in failure_messages(run), failure_messages(run)
+    assert "Install PostgreSQL packages" not in [e["task"] for e in run.results]
+    assert all(IDENTITY[15:40] not in str(e["res"]) and S3_SECRET not in str(e["res"]) for e in run.results)

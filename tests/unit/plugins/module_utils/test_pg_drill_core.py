@@ -146,7 +146,7 @@ def test_drill_restores_compares_and_drops(tmp_path, restores):
     result = core.run_drill(params(tmp_path), restorer=server, now=NOW)
     assert result["scratch"] == "app_drill_20260220053000"
     assert (result["rows_compared"], result["tables_compared"], result["scratch_dropped"]) == (43, 3, True)
-    assert result["backup"] == str(path) and result["origin"] == "local"
+    assert result["backup"] == str(path) and result["origin"] == "local" and result["source"] == "local"
     assert restores[0][-1] == str(path) and "--dbname=dbname='app_drill_20260220053000'" in restores[0]
     assert server.databases == set()
     assert [s.split()[0] for s in server.statements if s.startswith(("CREATE", "DROP"))] == ["CREATE", "DROP"]
@@ -236,7 +236,8 @@ def test_state_keeps_the_last_success_through_a_failure(tmp_path):
     core.record_outcome(str(path), result=result, now=NOW)
     later = NOW + datetime.timedelta(days=1)
     state = core.record_outcome(str(path), error="row counts differ", now=later)
-    assert state["last_run"] == {"finished_at": later.isoformat(), "success": False, "error": "row counts differ"}
+    assert state["last_run"] == {"finished_at": later.isoformat(), "success": False, "error": "row counts differ",
+                                 "source": "local", "origin": None, "backup": None}
     assert state["last_success"]["finished_at"] == NOW.isoformat()
     assert json.loads(path.read_text()) == state
     assert os.stat(path).st_mode & 0o777 == 0o640
@@ -260,7 +261,7 @@ def test_metrics_without_a_success_leave_the_success_series_out(tmp_path):
     prom = core.write_drill_metrics(str(metrics), core.check_drill_params(params(tmp_path)), False, now=NOW)
     text = Path(prom).read_text()
     assert "last_success_timestamp_seconds" not in text
-    assert 'stackops_pg_drill_last_run_success{database="app"} 0' in text
+    assert 'stackops_pg_drill_last_run_success{database="app",source="local"} 0' in text
     assert os.path.basename(prom) == "stackops_pg_drill_app.prom"
     assert os.listdir(metrics) == ["stackops_pg_drill_app.prom"]
 
@@ -274,7 +275,51 @@ def test_main_records_a_failed_drill_and_exits_1(tmp_path, capsys):
     state = json.loads((tmp_path / "backups" / "app" / ".drill-state.json").read_text())
     assert state["last_run"]["success"] is False and "last_success" not in state
     assert core.main(["--config", str(config), "--write-metrics", str(tmp_path / "m"), "--run-result", "failure"]) == 0
-    assert 'stackops_pg_drill_last_run_success{database="app"} 0' in (tmp_path / "m" / "stackops_pg_drill_app.prom"
-                                                                      ).read_text()
+    assert 'stackops_pg_drill_last_run_success{database="app",source="local"} 0' in (
+        tmp_path / "m" / "stackops_pg_drill_app.prom").read_text()
     assert core.main(["--config", str(config), "--write-metrics", str(tmp_path / "m")]) == 1  # no SERVICE_RESULT
     assert "restore drill unit's ExecStopPost" in capsys.readouterr().err
+
+
+def test_state_and_metrics_name_the_source_of_the_run_and_of_the_last_success(tmp_path):
+    """The run series carry the source the drill is set up for, the success series the source of that success:
+    right after switching to the off-site copy, the last success is still the local one until an off-site drill
+    passes."""
+    path = tmp_path / ".drill-state.json"
+    local = {"restore_seconds": 2.0, "rows_compared": 43, "tables_compared": 3, "backup": "/b/app_x.dump",
+             "origin": "local", "backup_finished_at": "2026-02-20T02:31:00+00:00"}
+    core.record_outcome(str(path), result=local, now=NOW)
+    later = NOW + datetime.timedelta(days=1)
+    origin = "offsite:bucket/host/app/app_y.dump"
+    state = core.record_outcome(str(path), error="age refused it", now=later, source="offsite",
+                                seen={"origin": origin, "backup": "/tmp/x/app_y.dump"})
+    assert state["last_run"]["source"] == "offsite" and state["last_run"]["origin"] == origin
+    assert state["last_success"]["source"] == "local" and state["last_success"]["origin"] == "local"
+    text = core.render_drill_metrics("app", state, "offsite", False, now=later)
+    assert 'stackops_pg_drill_last_success_timestamp_seconds{database="app",source="local"} ' in text
+    assert 'stackops_pg_drill_last_run_success{database="app",source="offsite"} 0\n' in text
+    # Every series has the same label names (node exporter merges the files of all databases per family).
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert len(samples) == 7 and all('{database="app",source="' in line for line in samples)
+
+    state = core.record_outcome(str(path), result={**local, "origin": origin}, now=later, source="offsite")
+    text = core.render_drill_metrics("app", state, "offsite", True, now=later)
+    assert 'source="local"' not in text
+    assert 'stackops_pg_drill_last_rows_compared{database="app",source="offsite"} 43\n' in text
+
+
+def test_metrics_of_a_state_written_before_sources_say_local(tmp_path):
+    state = {"last_success": {"finished_at": NOW.isoformat(), "restore_seconds": 1.0, "rows_compared": 1,
+                              "tables_compared": 1, "backup": "/b/x"},
+             "last_run": {"finished_at": NOW.isoformat(), "success": True, "error": None}}
+    text = core.render_drill_metrics("app", state, "local", True, now=NOW)
+    assert 'stackops_pg_drill_last_success_timestamp_seconds{database="app",source="local"} ' in text
+
+
+def test_a_failed_drill_records_the_backup_it_had_chosen(tmp_path, restores):
+    path = make_backup(tmp_path)
+    server = FakeServer({**COUNTS, "public.orders": 41})
+    seen = {}
+    with pytest.raises(PgBackupError, match="differ from its manifest"):
+        core.run_drill(params(tmp_path), restorer=server, now=NOW, seen=seen)
+    assert seen == {"origin": "local", "backup": str(path)}

@@ -127,7 +127,7 @@ def test_backup_host_left_out_by_limit_is_refused(playbook, pg_cluster, archive,
                    limit="localhost,app-1")
     assert run.failed("app-1") == 1
     assert "--limit leaves out" in run.task("Require the backup host in this run (--limit)")["msg"]
-    assert "Load and check the api role's settings" not in [e["task"] for e in run.results]
+    assert "Check api_env is a dict holding the required keys" not in [e["task"] for e in run.results]
 
 
 def test_user_or_password_without_backup_host_is_refused(playbook, pg_cluster, archive, database, tmp_path):

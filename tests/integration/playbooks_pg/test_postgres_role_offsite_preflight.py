@@ -7,7 +7,7 @@ and the message names the variable.
 from __future__ import annotations
 
 import pytest
-from test_postgres_role_preflight import GOOD_DB, GOOD_USER, failure_messages, role_play
+from test_postgres_role_preflight import refused_before_install
 
 S3_SECRET = "STANDIN-s3-secret-never-echoed"
 RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
@@ -41,11 +41,7 @@ ALL_ZERO = {f"postgres_backup_offsite_keep_{r}": 0 for r in ("last", "days", "da
          "offsite-all-zero", "offsite-negative"],
 )
 def test_bad_retention_or_offsite_input_refused_and_nothing_changed(playbook, role_vars, named):
-    base = {"postgres_users": [GOOD_USER], "postgres_databases": [GOOD_DB]}
-    run = playbook(role_play({**base, **role_vars}), check=True)
-    assert run.failed() == 1
-    assert run.changed() == 0
-    assert named in failure_messages(run), failure_messages(run)
+    run = refused_before_install(playbook, role_vars, named)
     assert all(S3_SECRET not in str(e["res"]) for e in run.results)
 
 
@@ -76,10 +72,5 @@ IDENTITY = "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQS
          "drill-offsite-copies-off", "drill-source-unknown"],
 )
 def test_bad_offsite_drill_input_refused_and_nothing_changed(playbook, role_vars, named):
-    base = {"postgres_users": [GOOD_USER], "postgres_databases": [GOOD_DB]}
-    run = playbook(role_play({**base, **role_vars}), check=True)
-    assert run.failed() == 1
-    assert run.changed() == 0
-    assert named in failure_messages(run), failure_messages(run)
-    assert "Install PostgreSQL packages" not in [e["task"] for e in run.results]
+    run = refused_before_install(playbook, role_vars, named)
     assert all(IDENTITY[15:40] not in str(e["res"]) and S3_SECRET not in str(e["res"]) for e in run.results)

@@ -35,6 +35,18 @@ def failure_messages(run):
     return " ".join(str(e["res"].get("msg", "")) for e in run.results if e["event"] == "runner_on_failed")
 
 
+def refused_before_install(playbook, role_vars, named):
+    """Run the role in check mode with role_vars over a good user and database: it must fail naming `named`,
+    change nothing and stop before the packages. Returns the run."""
+    base = {"postgres_users": [GOOD_USER], "postgres_databases": [GOOD_DB]}
+    run = playbook(role_play({**base, **role_vars}), check=True)
+    assert run.failed() == 1
+    assert run.changed() == 0
+    assert named in failure_messages(run), failure_messages(run)
+    assert "Install PostgreSQL packages" not in [e["task"] for e in run.results]
+    return run
+
+
 def hba(method, **extra):
     return {"type": "host", "database": "app", "user": "app", "address": "10.0.0.0/24", "method": method, **extra}
 
@@ -77,12 +89,7 @@ def hba(method, **extra):
     ],
 )
 def test_bad_input_refused_and_nothing_changed(playbook, role_vars, named):
-    base = {"postgres_users": [GOOD_USER], "postgres_databases": [GOOD_DB]}
-    run = playbook(role_play({**base, **role_vars}), check=True)
-    assert run.failed() == 1
-    assert run.changed() == 0
-    assert named in failure_messages(run), failure_messages(run)
-    assert "Install PostgreSQL packages" not in [e["task"] for e in run.results]
+    refused_before_install(playbook, role_vars, named)
 
 
 def test_password_not_echoed_on_refusal(playbook):

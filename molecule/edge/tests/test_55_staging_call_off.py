@@ -8,6 +8,7 @@ logs record the failed deploy.
 """
 
 import json
+import re
 
 from conftest import app_state, release, run_playbook
 
@@ -40,9 +41,8 @@ def test_a_release_failing_staging_on_one_host_is_called_off_on_both(hosts):
     assert rc != 0, out[-3000:]
     assert "the rollout is called off because staging failed on edge-api2" in out, out[-4000:]
     # edge-api1 did start the release in its idle colour before the call-off.
-    assert "ok: [edge-api1]" in out.split("Restart and health-check (failing at once if its unit dies)")[1].split(
-        "TASK ["
-    )[0], out[-4000:]
+    restart = out.split("Restart and health-check (failing at once if its unit dies)")[1].split("TASK [")[0]
+    assert re.search(r"(ok|changed): \[edge-api1\]", restart), restart
     assert "TASK [Switch nginx to the colour" not in out, out[-4000:]
     for name in HOSTS:
         host = hosts(name)

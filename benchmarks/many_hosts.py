@@ -168,12 +168,13 @@ def write_inventory(workdir: Path, n: int, secret: dict, watch_seconds: float = 
 
 
 def app_site(workdir: Path) -> Path:
-    """The app part of playbooks/site.yml (its 'App tier' plays), as a playbook of its own."""
+    """The app part of playbooks/site.yml (the play that works out each host's apps, then its 'App tier' plays), as
+    a playbook of its own."""
     site = yaml.safe_load((REPO_ROOT / "playbooks" / "site.yml").read_text())
-    plays = [p for p in site if p["name"].startswith("App tier")]
-    if len(plays) != 2:
-        raise RuntimeError(f"expected the two 'App tier' plays in playbooks/site.yml, found {len(plays)}")
-    for play in plays:
+    plays = [p for p in site if p["name"].startswith(("Work out the apps", "App tier"))]
+    if len(plays) != 3:
+        raise RuntimeError(f"expected the app selection and the two 'App tier' plays in site.yml, found {len(plays)}")
+    for play in plays[1:]:
         play["gather_facts"] = True
     path = workdir / "app_site.yml"
     path.write_text(yaml.safe_dump(plays))

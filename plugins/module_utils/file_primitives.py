@@ -4,7 +4,7 @@
 
 - ``atomic_write``: replace a file so a reader sees the old content or the new one, never a mix, and
   the new content survives a power cut once the call returns (temporary file in the same directory,
-  fsync, ``os.replace``, fsync of the directory).
+  fsync, ``os.replace``, fsync of the directory). The content is text, bytes or a file to copy.
 - ``atomic_symlink``: the same for a symlink (a reader always finds the old target or the new one).
 - ``HolderLock``: an exclusive ``flock`` on a lock file that names its holder (pid, host, user, start
   time) while held, so the process that finds it busy can say who holds it.
@@ -29,6 +29,7 @@ import time
 # datetime.UTC needs Python 3.11; managed hosts may run older Pythons.
 _UTC = datetime.timezone.utc  # noqa: UP017
 _BUSY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+_CHUNK = 1024 * 1024
 
 
 def fsync_dir(path):
@@ -46,11 +47,19 @@ def temp_name(path):
     return os.path.join(directory, f".{os.path.basename(path).lstrip('.')}.tmp-{os.getpid()}")
 
 
-def atomic_write(path, content, mode=None):
-    """Replace ``path`` with ``content`` (str or bytes) atomically and durably.
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
-    ``mode`` defaults to the mode of the file being replaced, else 0644. On any failure the temporary
-    file is removed and ``path`` is left as it was.
+
+def atomic_write(path, content, mode=None):
+    """Replace ``path`` with ``content`` atomically and durably.
+
+    ``content`` is str, bytes, or a binary file object open for reading (copied in chunks, so a large
+    file, such as a release archive, never has to fit in memory). ``mode`` defaults to the mode of the
+    file being replaced, else 0644. On any failure the temporary file is removed and ``path`` is left
+    as it was.
     """
     directory = os.path.dirname(os.path.abspath(path))
     if mode is None:
@@ -65,9 +74,11 @@ def atomic_write(path, content, mode=None):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            if hasattr(data, "read"):
+                for chunk in iter(lambda: data.read(_CHUNK), b""):
+                    _write_all(fd, chunk)
+            else:
+                _write_all(fd, data)
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:

@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Capistrano-style release directories: deploy, activate, roll back, remove, and report (release, release_info).
 
-The decisions are in release_names, archives in release_archive, the deploy root on disk in release_layout;
-this file puts them together under the deploy lock, with check mode and diffs.
+The decisions are in release_names, archives in release_archive, the deploy root on disk in release_layout, the
+archive uploaded from the controller (upload_dir) in release_upload; this file puts them together under the deploy
+lock, with check mode and diffs.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ansible_collections.stackops.platform.plugins.module_utils.release_names im
     validate_release_id,
     validate_strip_components,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.release_upload import place_upload, prepare_upload
 
 # ---------------------------------------------------------------- operations
 
@@ -63,8 +65,8 @@ def _diff(before, after):
     return {"before": render(before), "after": render(after), "before_header": "releases", "after_header": "releases"}
 
 
-def _result(root, before, after, release_id, changed, *, pruned=(), cleaned=()):
-    return {
+def _result(root, before, after, release_id, changed, *, pruned=(), cleaned=(), upload=None):
+    result = {
         "changed": changed,
         "release_id": release_id,
         "release_path": os.path.join(root, RELEASES_DIR, release_id) if release_id else None,
@@ -75,6 +77,11 @@ def _result(root, before, after, release_id, changed, *, pruned=(), cleaned=()):
         "cleaned": list(cleaned),
         "diff": _diff(before, after),
     }
+    if upload is not None:
+        result["archive"] = upload.result()
+        result["diff"]["before"] += upload.describe(after=False)
+        result["diff"]["after"] += upload.describe(after=True)
+    return result
 
 
 def _root(params):
@@ -87,8 +94,11 @@ def _root(params):
     return root
 
 
-def _prepare_source(params, strip):
-    """Validate src (read-only). Return (src, kind, archive kind or None, digest)."""
+def _prepare_source(params, strip, verified=None):
+    """Validate src (read-only). Return (src, kind, archive kind or None, digest).
+
+    ``verified``: the sha256 src is known to have (checked against params' sha256 already), so not hashed again.
+    """
     src = params.get("src")
     if not src:
         raise ReleaseError("src is required for state=deployed: an archive (tar.gz, tgz, tar, zip) or a directory")
@@ -102,7 +112,7 @@ def _prepare_source(params, strip):
         return src, "directory", None, tree_digest(src)
     if not os.path.isfile(src):
         raise ReleaseError(f"src {src} does not exist (expected an archive or a directory on the managed host)")
-    actual = sha256_file(src)
+    actual = verified or sha256_file(src)
     if expected and actual != expected:
         raise ReleaseError(
             f"checksum mismatch for {src}: expected sha256 {expected}, got {actual}; nothing was changed",
@@ -181,7 +191,7 @@ def _link_shared(root, build_dir, release_id, shared):
         os.symlink(os.path.relpath(os.path.join(root, SHARED_DIR, rel), final_parent), link)
 
 
-def _build_release(root, release_id, params, *, src, source_type, kind, digest, shared, now, strip=0):
+def _build_release(root, release_id, params, *, src, source_type, kind, digest, shared, now, strip=0, recorded=None):
     rdir = os.path.join(root, RELEASES_DIR)
     build_dir = os.path.join(rdir, f".{release_id}.tmp-{os.getpid()}")
     os.mkdir(build_dir, 0o755)
@@ -196,7 +206,7 @@ def _build_release(root, release_id, params, *, src, source_type, kind, digest, 
             "id": release_id,
             "created_at": (now or datetime.datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "sha256": digest,
-            "source": src,
+            "source": recorded or src,
             "source_type": source_type if source_type == "directory" else f"archive ({kind})",
             "version": params.get("version"),
             "git_sha": params.get("git_sha"),
@@ -227,12 +237,20 @@ def deploy(params, check_mode=False, now=None):
         raise ReleaseError(f"keep_releases {keep} must be 0 (never prune) or more")
     activate = params.get("activate", True) is not False
     strip = validate_strip_components(params.get("strip_components"))
-    src, source_type, kind, digest = _prepare_source(params, strip)
+    # With upload_dir: src is the upload (checked against sha256 here), the release records the cached copy.
+    upload = prepare_upload(params, check_mode)
+    if upload is None:
+        src, source_type, kind, digest = _prepare_source(params, strip)
+    elif upload.source is None:  # check mode, no cached copy to check: the plan from sha256 alone
+        src, source_type, kind, digest = None, "archive", None, upload.sha256
+    else:
+        src, source_type, kind, digest = _prepare_source(dict(params, src=upload.source), strip, upload.sha256)
+    placing = upload is not None and upload.place
     before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep, strip=strip)
     stale = stale_entries(root)
     if check_mode:
-        changed = build or switch or bool(pruned) or bool(stale)
-        return _result(root, before, after, release_id, changed, pruned=pruned, cleaned=stale)
+        changed = build or switch or bool(pruned) or bool(stale) or placing
+        return _result(root, before, after, release_id, changed, pruned=pruned, cleaned=stale, upload=upload)
 
     os.makedirs(root, exist_ok=True)
     with deploy_lock(root, params.get("lock_timeout")):
@@ -241,6 +259,8 @@ def deploy(params, check_mode=False, now=None):
             remove_entry(os.path.join(root, entry))
         # Plan again under the lock: another deploy may have finished meanwhile.
         before, after, build, switch, pruned = _plan_deploy(root, release_id, digest, activate, keep, strip=strip)
+        if placing:  # the plan holds: cache the archive for later tasks (and hosts that build from it)
+            place_upload(upload)
         os.makedirs(os.path.join(root, RELEASES_DIR), exist_ok=True)
         if build:
             _ensure_shared(root, shared)
@@ -255,6 +275,7 @@ def deploy(params, check_mode=False, now=None):
                 shared=shared,
                 now=now,
                 strip=strip,
+                recorded=upload.target if upload else None,
             )
         if switch:
             switch_current(root, release_id, before["current"])
@@ -262,8 +283,8 @@ def deploy(params, check_mode=False, now=None):
         for rid in pruned:
             remove_release(root, rid)
         after = read_layout(root)
-    changed = build or switch or bool(pruned) or bool(stale)
-    return _result(root, before, after, release_id, changed, pruned=pruned, cleaned=stale)
+    changed = build or switch or bool(pruned) or bool(stale) or placing
+    return _result(root, before, after, release_id, changed, pruned=pruned, cleaned=stale, upload=upload)
 
 
 def _switch_to(root, params, check_mode, target_fn):
@@ -378,6 +399,8 @@ def mark_failed(params, check_mode=False):
 
 def run(params, check_mode=False):
     state = params.get("state") or "deployed"
+    if params.get("upload_dir") and state != "deployed":
+        raise ReleaseError(f"upload_dir applies to state=deployed only, not state={state}")
     if state == "deployed":
         return deploy(params, check_mode)
     if state == "rolled_back":

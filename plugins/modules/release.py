@@ -14,9 +14,10 @@ author:
 description:
   - Manages a deploy root (O(path)) laid out as C(releases/<id>/) (one directory per release),
     C(shared/) (files and directories shared by all releases) and C(current), a symlink to the active release.
-  - O(state=deployed) builds C(releases/<id>) from O(src) (an archive or a directory already on the managed host)
-    under a temporary name C(releases/.<id>.tmp-<pid>), links O(shared_paths) into it, writes C(.release-meta)
-    and renames it into place once complete. With O(activate=true) (the default) it then switches C(current) and
+  - O(state=deployed) builds C(releases/<id>) from O(src) (an archive or a directory already on the managed host,
+    or with O(upload_dir) an archive on the controller, sent in the same task) under a temporary name
+    C(releases/.<id>.tmp-<pid>), links O(shared_paths) into it, writes C(.release-meta) and renames it into place
+    once complete. With O(activate=true) (the default) it then switches C(current) and
     prunes old releases (O(keep_releases)).
   - The switch is atomic. A new symlink is created under a temporary name and renamed over C(current) with a
     single C(rename) system call, and the directory is fsynced (never C(ln -sfn)). C(current) therefore always
@@ -57,6 +58,8 @@ options:
       - Required with O(state=deployed). The artifact on the managed host. It is either an archive (C(.tar.gz),
         C(.tgz), C(.tar), C(.tar.bz2), C(.tar.xz) or C(.zip), recognised by content) extracted into the release,
         or a directory copied into the release (symlinks are copied as symlinks).
+      - With O(upload_dir), an archive file on the controller instead (a relative path is looked up like
+        M(ansible.builtin.copy)'s, in the role's or playbook's C(files/)). A directory is not allowed then.
       - Archives are checked before anything is written. Members with absolute paths, C(..) components,
         links pointing outside the release, or device files are refused, and so is a corrupt archive.
       - Archive content is extracted as is, unless O(strip_components) is set.
@@ -80,7 +83,30 @@ options:
       - Expected SHA-256 of the archive O(src) (64 hex digits, an optional C(sha256:) prefix is accepted).
         On mismatch the module fails naming the file and both checksums, and changes nothing.
       - Not allowed when O(src) is a directory. A digest of the directory tree is then recorded instead.
+      - Required with O(upload_dir). The upload is checked against it on the managed host, so a different
+        controller file and a damaged transfer are both refused before anything is placed or built. (It is not
+        worked out on the controller, which would hash the archive again for every host.)
     type: str
+  upload_dir:
+    description:
+      - Send the archive O(src) from the controller and keep a copy in this directory on the managed host, in the
+        same task that builds the release (one transfer into the remote temporary directory and one module run,
+        instead of M(ansible.builtin.copy) followed by this module).
+      - On the host the module checks the upload against O(sha256) first, then the archive and the plan as for any
+        archive O(src). Only then it places the copy C(<upload_dir>/<file name of src>) atomically (temporary
+        name in the same directory, fsync, rename), mode 0600, owned by the user the module runs as (use
+        C(become) for root), and builds the release from the checked upload. C(.release-meta) records the copy
+        as the release's C(source), so later tasks (for example O(state=deployed) with O(activate=true), or
+        hosts that build from it) pass that path as O(src).
+      - The directory is created with mode 0700 when missing (an existing one is left as it is). A copy already
+        there with the same content, mode 0600 and owner is left alone. A different one is replaced, even when
+        the release itself already exists (then only the copy changes, and the task reports changed).
+      - The file is sent on every run, without a remote C(stat) first. In check mode nothing is sent or written.
+        An existing copy with the expected O(sha256) is then checked as the archive would be, else the plan
+        comes from O(sha256) alone.
+      - Absolute path. Only with O(state=deployed), and O(sha256) is required. Not with C(async).
+    type: path
+    version_added: 0.2.0
   release_id:
     description:
       - Name of the release directory under C(releases/). Letters, digits, C(.), C(_), C(+) and C(-), at most
@@ -143,15 +169,22 @@ options:
     type: float
     default: 0
 attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on
+      the controller.
+    support: full
+    details: With O(upload_dir) the action plugin sends O(src) from the controller. Without it the module runs
+      as it is (O(src) on the managed host).
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Checks O(src) (checksum, archive integrity and member paths) and reports what would change;
-      writes nothing, does not even create the lock file.
+      writes nothing, does not even create the lock file. With O(upload_dir) nothing is sent (see there).
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-    details: Before and after of the C(current) target and the list of releases.
+    details: Before and after of the C(current) target and the list of releases, and with O(upload_dir) of the
+      cached archive (path and sha256).
   platform:
     description: Target OS/families that can be operated against.
     support: N/A
@@ -194,6 +227,26 @@ EXAMPLES = r"""
     strip_components: 1
     sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
     release_id: "1.4.3"
+
+- name: Send the archive from the controller, keep it in /var/cache/shop and build the release (one task)
+  stackops.platform.release:
+    path: /srv/shop
+    src: build/shop-1.4.4.tar.gz
+    upload_dir: /var/cache/shop
+    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    strip_components: 1
+    release_id: "1.4.4"
+    activate: false
+  become: true
+
+- name: Later, switch current to it, building from the copy the upload left on the host
+  stackops.platform.release:
+    path: /srv/shop
+    src: /var/cache/shop/shop-1.4.4.tar.gz
+    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    strip_components: 1
+    release_id: "1.4.4"
+  become: true
 
 - name: Build a release without switching (blue-green)
   stackops.platform.release:
@@ -265,6 +318,23 @@ cleaned:
   type: list
   elements: str
   sample: [releases/.20260220T051228Z.tmp-4242]
+archive:
+  description: With O(upload_dir), the copy of the archive on the managed host.
+  returned: when O(upload_dir) is set
+  type: dict
+  contains:
+    path:
+      description: Where the copy is, C(<upload_dir>/<file name of src>).
+      type: str
+      sample: /var/cache/shop/shop-1.4.4.tar.gz
+    sha256:
+      description: Its SHA-256 (the checked O(sha256)).
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    placed:
+      description: Whether the copy was written (in check mode, would be), because it was missing or differed.
+      type: bool
+      sample: true
 lock_holder:
   description: On lock contention, the holder recorded in the lock file (pid, host, user, started_at).
   returned: failure because of the lock
@@ -300,6 +370,7 @@ def argument_spec():
         deployed_by=dict(type="str"),
         lock_timeout=dict(type="float", default=0),
         reason=dict(type="str"),
+        upload_dir=dict(type="path"),
     )
 
 
@@ -312,6 +383,7 @@ def main():
             ("state", "absent", ("release_id",)),
             ("state", "failed", ("release_id",)),
         ],
+        required_by={"upload_dir": ("sha256",)},
         supports_check_mode=True,
     )
     params = dict(module.params)

@@ -196,6 +196,7 @@ def test_a_wrong_published_sha256_fails_on_the_host_with_nothing_changed(deploy_
     failures = [e["res"].get("msg", "") for e in run.results if e["event"] == "runner_on_failed"]
     assert any(f"expected sha256 {'0' * 64}" in msg and "nothing was changed" in msg for msg in failures), failures
     assert _snapshot(deploy_root) == before
+    assert not (tmp_path / "archives").exists()  # the upload was refused before anything was placed
     assert os.readlink(deploy_root / "current").endswith("r1")
 
 

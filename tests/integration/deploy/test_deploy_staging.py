@@ -19,7 +19,8 @@ from archives import sample_archive
 
 DEPLOY = str(Path(__file__).resolve().parents[3] / "playbooks" / "deploy.yml")
 HOSTS = ["app-a", "app-b"]
-COPY_TASK = "Copy the release archive to the host"
+# copy_release.yml's one task (its name ends with the release id).
+COPY_TASK = "Send the release archive and build the release"
 RESTART_TASK = "Restart and health-check (failing at once if its unit dies) the colour green"
 
 
@@ -47,7 +48,7 @@ def estate(tmp_path):
 
 def _copies(run, host):
     # One result per run of the task on the host (runner_on_start events left aside).
-    runs = [e for e in run.results if e["task"] == COPY_TASK and e["host"] == host]
+    runs = [e for e in run.results if e["task"].startswith(COPY_TASK) and e["host"] == host]
     return sum(1 for e in runs if e["event"] != "runner_on_start")
 
 
@@ -77,6 +78,9 @@ def test_release_is_staged_and_started_on_every_host_before_the_first_batch(esta
         assert "was not switched to on " + host in failure, failure
         audit = [json.loads(line) for line in (root / "audit.jsonl").read_text().splitlines()]
         assert [(a["event"], a["result"], a["release"]) for a in audit] == [("deploy", "failed", "r2")], audit
+        # The archive stays on the host for the tasks that build from it later: 0600 in a 0700 directory.
+        cached = tmp_path / f"archives-{host}" / "sample-app-2.0.0.tar.gz"
+        assert (cached.stat().st_mode & 0o777, cached.parent.stat().st_mode & 0o777) == (0o600, 0o700), host
 
 
 def test_staging_can_be_left_to_the_batches(estate, playbook):

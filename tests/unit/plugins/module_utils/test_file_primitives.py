@@ -33,6 +33,34 @@ def test_atomic_write_new_file_mode_and_bytes(tmp_path):
     assert (os.stat(tmp_path / "s.json").st_mode & 0o777) == 0o644
 
 
+def test_atomic_write_copies_a_file_object_in_chunks(tmp_path, monkeypatch):
+    # Larger than one chunk (shrunk for the test), so the copy loops; the source is read, never loaded whole.
+    monkeypatch.setattr(fp, "_CHUNK", 7)
+    source = tmp_path / "upload.tar.gz"
+    source.write_bytes(bytes(range(256)) * 3)
+    path = tmp_path / "cache" / "app.tar.gz"
+    path.parent.mkdir()
+    with open(source, "rb") as fh:
+        fp.atomic_write(str(path), fh, mode=0o600)
+    assert path.read_bytes() == source.read_bytes()
+    assert (os.stat(path).st_mode & 0o777) == 0o600
+    assert os.listdir(path.parent) == ["app.tar.gz"]
+
+
+def test_atomic_write_of_a_file_object_cleans_up_when_reading_fails(tmp_path):
+    path = tmp_path / "app.tar.gz"
+    path.write_bytes(b"old")
+
+    class Broken:
+        def read(self, size):
+            raise OSError("I/O error")
+
+    with pytest.raises(OSError, match="I/O error"):
+        fp.atomic_write(str(path), Broken(), mode=0o600)
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["app.tar.gz"]
+
+
 def test_atomic_write_cleans_up_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "up.conf"
     path.write_text("old")

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tarfile
+from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -105,3 +107,32 @@ def test_blue_green_activate(capsys, env):
     assert code == 0 and not res["changed"]
     code, res = run_module(capsys, {"path": root, "state": "activated", "release_id": "r9"})
     assert code == 1 and "'r9' does not exist" in res["msg"]
+
+
+def test_upload_dir_needs_sha256(capsys, env, tmp_path):
+    args = {"path": str(env["root"]), "src": env["a"], "upload_dir": str(tmp_path / "cache")}
+    code, res = run_module(capsys, args)
+    assert code == 1 and "upload_dir" in res["msg"] and "sha256" in res["msg"], res["msg"]
+    assert not (tmp_path / "cache").exists() and not env["root"].exists()
+
+
+def test_upload_dir_places_the_checked_archive_and_builds(capsys, env, tmp_path):
+    digest = hashlib.sha256(Path(env["a"]).read_bytes()).hexdigest()
+    args = {"path": str(env["root"]), "src": env["a"], "upload_dir": str(tmp_path / "cache"), "sha256": digest,
+            "release_id": "r1", "_ansible_diff": True}  # fmt: skip
+    code, res = run_module(capsys, args)
+    cached = tmp_path / "cache" / "a.tgz"
+    assert code == 0 and res["changed"] is True and res["archive"]["placed"] is True
+    assert res["archive"]["path"] == str(cached) and oct(cached.stat().st_mode & 0o777) == "0o600"
+    assert "archive: " in res["diff"]["after"]
+    assert (env["root"] / "releases" / "r1" / "index.html").read_bytes() == b"v1"
+    code, res = run_module(capsys, args)
+    assert code == 0 and res["changed"] is False
+
+
+def test_upload_dir_sha256_mismatch_fails_naming_both(capsys, env, tmp_path):
+    args = {"path": str(env["root"]), "src": env["a"], "upload_dir": str(tmp_path / "cache"), "sha256": "1" * 64}
+    code, res = run_module(capsys, args)
+    assert code == 1 and f"expected sha256 {'1' * 64}" in res["msg"]
+    assert res["expected_sha256"] == "1" * 64 and len(res["actual_sha256"]) == 64
+    assert not (tmp_path / "cache").exists() and not env["root"].exists()

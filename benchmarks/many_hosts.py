@@ -178,6 +178,11 @@ def app_site(workdir: Path) -> Path:
         play["gather_facts"] = True
     path = workdir / "app_site.yml"
     path.write_text(yaml.safe_dump(plays))
+    # The plays include tasks/ (and read vars/) next to the playbook, as in playbooks/.
+    for name in ("tasks", "vars"):
+        link = workdir / name
+        if not link.exists():
+            link.symlink_to(REPO_ROOT / "playbooks" / name)
     return path
 
 

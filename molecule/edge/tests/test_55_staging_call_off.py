@@ -54,7 +54,7 @@ def test_a_release_failing_staging_on_one_host_is_called_off_on_both(hosts):
         assert host.run("systemctl is-active %s@%s", APP, idle).stdout.strip() == "active", name
         entry = last_audit(host)
         assert (entry["event"], entry["result"], entry["release"]) == ("deploy", "failed", RELEASE_ID), entry
-    assert "called off" in last_audit(hosts("edge-api1"))["failure"]
+    assert "called off" in last_audit(hosts("edge-api1"))["message"]
     # The failed release never counts towards keep_releases (edge-api2 removed its half-built one).
     meta = json.loads(hosts("edge-api1").file(f"/srv/{APP}/releases/{RELEASE_ID}/.release-meta").content_string)
     assert meta["status"] == "failed", meta

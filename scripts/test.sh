@@ -91,7 +91,11 @@ units() {
 # Alerting/recording rules: promtool unit tests, every rule shown firing and resolving.
 rules() { bash "$REPO_ROOT/scripts/promtool-tests.sh"; }
 
-integration() { (cd "$REPO_ROOT" && pytest -q -p no:cacheprovider tests/integration); }
+# Two workers (STACKOPS_INTEGRATION_JOBS), a test file each at a time: every test starts its own services on
+# free ports in its own temporary directory, so files never share anything.
+integration() {
+  (cd "$REPO_ROOT" && pytest -q -p no:cacheprovider -n "${STACKOPS_INTEGRATION_JOBS:-2}" --dist loadfile tests/integration)
+}
 
 # Execution environment build context and introspection (offline), HTML docs (offline), and the built
 # tarball used from a consumer project outside the checkout (one container).
@@ -128,6 +132,11 @@ molecule_all() {
     [[ " ${ordered[*]} " == *" $s "* ]] || ordered+=("$s")
   done
   export STAGE_REPORT STACKOPS_STATE REPO_ROOT
+  # Mitogen's strategy for the scenarios (STACKOPS_MOLECULE_MITOGEN=0: stock linear, as users run it).
+  # Stock Ansible starts a docker exec and a Python per task: on a loaded 2-core machine seconds each.
+  if [ "${STACKOPS_MOLECULE_MITOGEN:-1}" = 1 ]; then
+    export STACKOPS_MOLECULE_STRATEGY=mitogen_containers STACKOPS_MOLECULE_STRATEGY_PLUGINS="$REPO_ROOT/molecule/_strategy"
+  fi
   # Molecule installs the collection it runs in under ~/.ansible/collections unless a symlink to
   # this checkout is already there: link it, so parallel scenarios never install over each other
   # and always run the code of this checkout.
@@ -146,15 +155,8 @@ if want molecule || want image || want consumer; then
   run_required image bash "$REPO_ROOT/scripts/base-image.sh"
   export MOLECULE_BASE_IMAGE; MOLECULE_BASE_IMAGE=$(cat "$STACKOPS_STATE/base-image")
 fi
-run_stage lint lint
-run_stage build build
-run_stage ee ee
-run_stage docs docs
-run_stage sanity sanity
-run_stage units units
-run_stage rules rules
-# The integration tests, then the consumer project, run beside the Molecule scenarios when molecule is wanted
-# (the scenarios mostly wait on apt and systemd in their containers); their logs are printed once all are done.
+# The integration tests, then the consumer project, run beside everything else when molecule is wanted,
+# from the start: they are the longest lane (their logs are printed once all are done).
 beside=()
 if want molecule; then
   for name in integration consumer; do
@@ -170,10 +172,19 @@ if [ "${#beside[@]}" -gt 0 ]; then
     done
   ) &
   beside_pid=$!
+fi
+run_stage lint lint
+run_stage build build
+run_stage ee ee
+run_stage docs docs
+run_stage sanity sanity
+run_stage units units
+run_stage rules rules
+if [ "${#beside[@]}" -gt 0 ]; then
   run_stage molecule molecule_all
   wait "$beside_pid" || true
   for name in "${beside[@]}"; do
-    echo "---- stage $name (ran beside molecule): $STACKOPS_STATE/stage-$name.log"
+    echo "---- stage $name (ran beside the others): $STACKOPS_STATE/stage-$name.log"
     cat "$STACKOPS_STATE/stage-$name.log"
     if [ "$(cat "$STACKOPS_STATE/stage-$name.rc" 2>/dev/null)" = 0 ]; then
       passed=$((passed + 1))

@@ -116,21 +116,23 @@ molecule_one() {
   fi
   return "$rc"
 }
-export -f molecule_one
 
-# Scenarios run STACKOPS_MOLECULE_JOBS at a time (default 2: they mostly wait on apt and systemd),
-# longest first so the slow ones do not end up alone at the end.
-molecule_all() {
-  local scenarios jobs=${STACKOPS_MOLECULE_JOBS:-2}
+# The scenarios form one queue, longest first so the slow ones do not end up alone at the end. Lanes take
+# the next scenario as they free up: STACKOPS_MOLECULE_JOBS of them (default 2) once the static stages are
+# done, and the lane of the integration and consumer stages when those end.
+molecule_queue() {
+  local scenarios
   # One line, space-separated: the " $scenarios " matches below need spaces around each name.
   scenarios=${STACKOPS_SCENARIOS:-$(cd "$REPO_ROOT/molecule" && for d in */molecule.yml; do dirname "$d"; done | tr '\n' ' ')}
   local ordered=() s
-  for s in fullstack edge multiapp api firewall postgres replica prometheus ssh worker grafana jaeger; do
+  for s in fullstack firewall edge multiapp replica api postgres ssh prometheus worker grafana redis jaeger; do
     [[ " $scenarios " == *" $s "* ]] && ordered+=("$s")
   done
   for s in $scenarios; do
     [[ " ${ordered[*]} " == *" $s "* ]] || ordered+=("$s")
   done
+  printf '%s\n' "${ordered[@]}" >"$STACKOPS_STATE/molecule-queue"
+  rm -f "$STACKOPS_STATE/molecule-failed" "$STACKOPS_STATE/molecule-beside-done"
   export STAGE_REPORT STACKOPS_STATE REPO_ROOT
   # Mitogen's strategy for the scenarios (STACKOPS_MOLECULE_MITOGEN=0: stock linear, as users run it).
   # Stock Ansible starts a docker exec and a Python per task: on a loaded 2-core machine seconds each.
@@ -144,8 +146,40 @@ molecule_all() {
   mkdir -p "$user_coll"
   [ -L "$user_coll/platform" ] || rm -rf "$user_coll/platform"
   ln -sfn "$REPO_ROOT" "$user_coll/platform"
-  # shellcheck disable=SC2016 # $1 expands in the child bash
-  printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'molecule_one "$1"' _ {}
+}
+
+# The next scenario of the queue (nothing once it is empty).
+molecule_next() {
+  local queue="$STACKOPS_STATE/molecule-queue"
+  (
+    flock 9
+    head -n 1 "$queue"
+    sed -i 1d "$queue"
+  ) 9>"$queue.lock"
+}
+
+# One lane: scenarios from the queue until it is empty; a failure is recorded for the molecule stage.
+molecule_lane() {
+  local s
+  while s=$(molecule_next) && [ -n "$s" ]; do
+    molecule_one "$s" || echo "$s" >>"$STACKOPS_STATE/molecule-failed"
+  done
+}
+
+molecule_all() {
+  local jobs=${STACKOPS_MOLECULE_JOBS:-2} pids=() i
+  for ((i = 0; i < jobs; i++)); do
+    molecule_lane &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  # The integration lane may still be running a scenario it took from the queue.
+  if [ -n "${beside_pid:-}" ]; then
+    while [ ! -e "$STACKOPS_STATE/molecule-beside-done" ] && kill -0 "$beside_pid" 2>/dev/null; do sleep 5; done
+    echo "---- scenarios run in the integration lane: $STACKOPS_STATE/stage-molecule-beside.log"
+    cat "$STACKOPS_STATE/stage-molecule-beside.log" 2>/dev/null
+  fi
+  [ ! -s "$STACKOPS_STATE/molecule-failed" ]
 }
 
 run_required setup bash "$REPO_ROOT/scripts/setup.sh"
@@ -155,14 +189,15 @@ if want molecule || want image || want consumer; then
   run_required image bash "$REPO_ROOT/scripts/base-image.sh"
   export MOLECULE_BASE_IMAGE; MOLECULE_BASE_IMAGE=$(cat "$STACKOPS_STATE/base-image")
 fi
-# The integration tests, then the consumer project, run beside everything else when molecule is wanted,
-# from the start: they are the longest lane (their logs are printed once all are done).
+# The integration tests, then the consumer project, then scenarios from the queue run in a lane of their own
+# from the start when molecule is wanted (their logs are printed once all are done).
 beside=()
 if want molecule; then
   for name in integration consumer; do
     if want "$name"; then beside+=("$name"); fi
   done
 fi
+if want molecule; then molecule_queue; fi
 if [ "${#beside[@]}" -gt 0 ]; then
   (
     for name in "${beside[@]}"; do
@@ -170,6 +205,8 @@ if [ "${#beside[@]}" -gt 0 ]; then
       stage "$name" "$name" >"$STACKOPS_STATE/stage-$name.log" 2>&1 || rc=$?
       echo "$rc" >"$STACKOPS_STATE/stage-$name.rc"
     done
+    molecule_lane >"$STACKOPS_STATE/stage-molecule-beside.log" 2>&1
+    touch "$STACKOPS_STATE/molecule-beside-done"
   ) &
   beside_pid=$!
 fi

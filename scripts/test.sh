@@ -132,7 +132,7 @@ molecule_queue() {
     [[ " ${ordered[*]} " == *" $s "* ]] || ordered+=("$s")
   done
   printf '%s\n' "${ordered[@]}" >"$STACKOPS_STATE/molecule-queue"
-  rm -f "$STACKOPS_STATE/molecule-failed" "$STACKOPS_STATE/molecule-beside-done"
+  rm -f "$STACKOPS_STATE/molecule-failed"
   export STAGE_REPORT STACKOPS_STATE REPO_ROOT
   # Mitogen's strategy for the scenarios (STACKOPS_MOLECULE_MITOGEN=0: stock linear, as users run it).
   # Stock Ansible starts a docker exec and a Python per task: on a loaded 2-core machine seconds each.
@@ -173,9 +173,10 @@ molecule_all() {
     pids+=($!)
   done
   wait "${pids[@]}"
-  # The integration lane may still be running a scenario it took from the queue.
+  # The integration lane may still be running a scenario it took from the queue (this runs in the main
+  # shell, the lane's parent, so it can wait for it).
   if [ -n "${beside_pid:-}" ]; then
-    while [ ! -e "$STACKOPS_STATE/molecule-beside-done" ] && kill -0 "$beside_pid" 2>/dev/null; do sleep 5; done
+    wait "$beside_pid" || true
     echo "---- scenarios run in the integration lane: $STACKOPS_STATE/stage-molecule-beside.log"
     cat "$STACKOPS_STATE/stage-molecule-beside.log" 2>/dev/null
   fi
@@ -196,8 +197,8 @@ if want molecule; then
   for name in integration consumer; do
     if want "$name"; then beside+=("$name"); fi
   done
+  molecule_queue
 fi
-if want molecule; then molecule_queue; fi
 if [ "${#beside[@]}" -gt 0 ]; then
   (
     for name in "${beside[@]}"; do
@@ -206,7 +207,6 @@ if [ "${#beside[@]}" -gt 0 ]; then
       echo "$rc" >"$STACKOPS_STATE/stage-$name.rc"
     done
     molecule_lane >"$STACKOPS_STATE/stage-molecule-beside.log" 2>&1
-    touch "$STACKOPS_STATE/molecule-beside-done"
   ) &
   beside_pid=$!
 fi
@@ -219,7 +219,6 @@ run_stage units units
 run_stage rules rules
 if [ "${#beside[@]}" -gt 0 ]; then
   run_stage molecule molecule_all
-  wait "$beside_pid" || true
   for name in "${beside[@]}"; do
     echo "---- stage $name (ran beside the others): $STACKOPS_STATE/stage-$name.log"
     cat "$STACKOPS_STATE/stage-$name.log"

@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOKS = REPO_ROOT / "playbooks"
 APP_SELECT = str(PLAYBOOKS / "tasks" / "app_select.yml")
 HOST = "apps-test-host"
-KNOWN = "Check the requested app is known"
+KNOWN = "Check the requested app is known (and runs on a host of this run)"
 CLASH = "Refuse two apps of this host that would collide"
 ENV = {"DATABASE_URL": "postgresql://x@127.0.0.1/x", "REDIS_URL": "redis://127.0.0.1:6379/0"}
 
@@ -131,7 +131,7 @@ def test_an_app_on_none_of_the_hosts_is_refused(playbook, tmp_path):
     run = playbook(str(PLAYBOOKS / "switch.yml"), inventory=inventory(apps, api_env=ENV),
                    extravars={"color": "green", "app": "admin"}, check=True)
     assert run.failed(HOST) == 1
-    msg = run.task("Check the app runs on a host of this run")["msg"]
+    msg = run.task(KNOWN)["msg"]
     assert "App admin runs on none of the hosts of this run" in msg and "Known apps: admin, jobs, web" in msg
     assert not (tmp_path / "admin").exists()
 

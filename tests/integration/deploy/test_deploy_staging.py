@@ -66,7 +66,7 @@ def test_release_is_staged_and_started_on_every_host_before_the_first_batch(esta
         assert run.failed(host) == 1, host
         assert _events(run, "Read the colours and point the idle one at the release", host), host
         assert "Staging failed on " + host in _events(run, "Fail this host, its staging failed", host)[-1]["res"]["msg"]
-        assert not _events(run, "Deploy the release on this host", host), host
+        assert not _events(run, "Switch nginx to the new colour (or move traffic to it in canary steps)", host), host
         root = tmp_path / host
         assert (root / "releases" / "r2" / "VERSION").read_text() == "2.0.0\n", host
         # Nothing switched: current never moved, the idle colour's link is gone again (it ran nothing before).

@@ -50,6 +50,15 @@ def test_parallel_restart_is_one_systemctl_call_for_every_worker(playbook, syste
     assert calls.read_text().splitlines() == [f"restart -- {units}"]
 
 
+def test_rolling_restart_is_one_systemctl_call_per_worker_in_order(playbook, systemctl):
+    path, calls = systemctl
+    run = playbook(
+        restart_play({"worker_app_name": "shop", "worker_instances": 3, "worker_restart_strategy": "rolling"}, path)
+    )
+    assert run.failed() == 0, failure_messages(run)
+    assert calls.read_text().splitlines() == [f"restart -- shop-worker@{i}.service" for i in (1, 2, 3)]
+
+
 def test_no_worker_no_call(playbook, systemctl):
     path, calls = systemctl
     run = playbook(restart_play({"worker_instances": 0}, path))

@@ -3,8 +3,8 @@
 """Capistrano-style release directories: deploy, activate, roll back, remove, and report (release, release_info).
 
 The decisions are in release_names, archives in release_archive, the deploy root on disk in release_layout, the
-archive uploaded from the controller (upload_dir) in release_upload; this file puts them together under the deploy
-lock, with check mode and diffs.
+archive uploaded from the controller (upload_dir) in release_upload, the blue/green colour links (color_state_file)
+in release_colors; this file puts them together under the deploy lock, with check mode and diffs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 
+from ansible_collections.stackops.platform.plugins.module_utils import release_colors
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import fsync_dir
 from ansible_collections.stackops.platform.plugins.module_utils.release_archive import (
     extract_archive,
@@ -397,10 +398,58 @@ def mark_failed(params, check_mode=False):
     return _result(root, before, after, release_id, change)
 
 
+def deploy_to_idle_color(params, check_mode=False):
+    """state=deployed with color_state_file: build the release, then point the idle colour's link at it.
+
+    One call instead of release then release_color: the colours are read first (an unusable state file or a
+    colour link that is not a symlink is refused before anything is written), the release is built (activate=false),
+    then release_colors.link points the idle colour at it under the deploy lock. In check mode nothing is built,
+    so the colours are only read. When the link step fails after the build, the release stays built (nothing links
+    to it) and the ReleaseError carries the release's keys, so a rescue can mark it failed.
+    """
+    root = _root(params)
+    state_file = params["color_state_file"]
+    lock_timeout = params.get("lock_timeout")
+    # Read (and refuse) before anything is written; in check mode that is all.
+    colors = release_colors.plan(root, state_file)
+    result = deploy(params, check_mode)
+    if not check_mode:
+        try:
+            colors = release_colors.link(
+                root, state_file, "idle", result["release_path"], check_mode=False, lock_timeout=lock_timeout
+            )
+        except (ReleaseError, OSError) as exc:
+            why = exc.msg if isinstance(exc, ReleaseError) else str(exc)
+            details = dict(exc.details) if isinstance(exc, ReleaseError) else {}
+            details.update({k: result[k] for k in ("release_id", "release_path", "current", "previous", "releases")})
+            raise ReleaseError(
+                f"release {result['release_id']} is built at {result['release_path']}, but pointing the idle colour "
+                f"at it failed: {why}",
+                changed=result["changed"],
+                **details,
+            ) from None
+    linked = colors.pop("changed")
+    result["changed"] = result["changed"] or linked
+    result["colors"] = colors
+    if colors["color"]:
+        result["diff"]["before"] += f"colors/{colors['color']}: {colors['before']}\n"
+        result["diff"]["after"] += f"colors/{colors['color']}: {colors['after']}\n"
+    return result
+
+
 def run(params, check_mode=False):
     state = params.get("state") or "deployed"
     if params.get("upload_dir") and state != "deployed":
         raise ReleaseError(f"upload_dir applies to state=deployed only, not state={state}")
+    if params.get("color_state_file") is not None:
+        if state != "deployed":
+            raise ReleaseError(f"color_state_file applies to state=deployed only, not state={state}")
+        if params.get("activate", True) is not False:
+            raise ReleaseError(
+                "color_state_file points the idle colour at a release that does not serve yet: it needs "
+                "activate=false (current moves later, after nginx switched to that colour)"
+            )
+        return deploy_to_idle_color(params, check_mode)
     if state == "deployed":
         return deploy(params, check_mode)
     if state == "rolled_back":

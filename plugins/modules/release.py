@@ -31,6 +31,8 @@ description:
     naming the holder, or waits up to O(lock_timeout) seconds.
   - Invalid input (bad O(release_id), missing O(src), checksum mismatch, corrupt or unsafe archive, unknown
     release) fails before anything is written.
+  - With O(color_state_file) the same call also points the idle blue/green colour's link C(<path>/colors/<idle>) at the
+    release built with O(activate=false), as M(stackops.platform.release_color) would in a task of its own.
 options:
   path:
     description:
@@ -168,6 +170,29 @@ options:
       - Seconds to wait for the deploy lock held by another run. V(0) fails at once.
     type: float
     default: 0
+  color_state_file:
+    description:
+      - The state file of M(stackops.platform.blue_green) for the app (for example
+        C(/var/lib/stackops/blue_green/<app>.json)). Set, the task also does what M(stackops.platform.release_color)
+        does with O(stackops.platform.release_color#module:color=idle) and the release as
+        O(stackops.platform.release_color#module:release_path), in the same module call. Once the release is built
+        (or found built already) the link of the idle colour (the one nginx does not serve), C(<path>/colors/<idle>),
+        is pointed at it. The shared code of M(stackops.platform.release_color) does it, with the same deploy lock,
+        the same atomic rename and the same refusals. RV(colors) reports the colours.
+      - The colours are read before anything is written. An unusable state file or a colour link that is not a
+        symlink fails the task naming it, with nothing changed.
+      - When the link step still fails after the release was built (the state file or a colour link changed
+        meanwhile, the lock, an I/O error), the task fails with that error, and the colour link is unchanged. The
+        release stays built. It is harmless, because nothing links to it or serves it. The failure result still
+        holds RV(release_id), RV(release_path), RV(current), RV(previous) and RV(releases), so a rescue can mark
+        the release failed (O(state=failed)).
+      - In check mode the release is not built, so the colours are only read (RV(colors.color), RV(colors.before)
+        and RV(colors.after) are null).
+      - Only with O(state=deployed) and O(activate=false). With O(activate=true) the task is refused before anything
+        is written. The idle colour is for a release that does not serve yet, and C(current) moves only after nginx
+        switched to that colour (O(state=activated), or O(state=deployed) again with O(activate=true)).
+    type: path
+    version_added: 0.2.0
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on
@@ -179,12 +204,13 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Checks O(src) (checksum, archive integrity and member paths) and reports what would change;
-      writes nothing, does not even create the lock file. With O(upload_dir) nothing is sent (see there).
+      writes nothing, does not even create the lock file. With O(upload_dir) nothing is sent (see there). With
+      O(color_state_file) the colours are only read.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-    details: Before and after of the C(current) target and the list of releases, and with O(upload_dir) of the
-      cached archive (path and sha256).
+    details: Before and after of the C(current) target and the list of releases, with O(upload_dir) of the
+      cached archive (path and sha256), and with O(color_state_file) of the idle colour's link.
   platform:
     description: Target OS/families that can be operated against.
     support: N/A
@@ -199,6 +225,8 @@ notes:
     M(ansible.builtin.file)) if the application runs as another user.
 seealso:
   - module: stackops.platform.release_info
+  - module: stackops.platform.release_color
+  - module: stackops.platform.blue_green
   - name: ansistrano deploy
     description: The release/shared/current layout this module follows.
     link: https://github.com/ansistrano/deploy
@@ -254,6 +282,24 @@ EXAMPLES = r"""
     src: /tmp/shop-1.5.0.zip
     release_id: "1.5.0"
     activate: false
+
+- name: Send and build a release and point the idle blue/green colour at it, in one task
+  stackops.platform.release:
+    path: /srv/shop
+    src: build/shop-1.5.1.tar.gz
+    upload_dir: /var/cache/shop
+    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    release_id: "1.5.1"
+    activate: false
+    color_state_file: /var/lib/stackops/blue_green/shop.json
+  become: true
+  register: shop_release
+
+- name: Restart the idle colour, which runs the new release now
+  ansible.builtin.systemd_service:
+    name: "shop@{{ shop_release.colors.idle }}.service"
+    state: restarted
+  become: true
 
 - name: Switch current to the tested release
   stackops.platform.release:
@@ -335,6 +381,41 @@ archive:
       description: Whether the copy was written (in check mode, would be), because it was missing or differed.
       type: bool
       sample: true
+colors:
+  description: With O(color_state_file), the blue/green colours (what M(stackops.platform.release_color) returns).
+  returned: when O(color_state_file) is set
+  type: dict
+  version_added: 0.2.0
+  contains:
+    active:
+      description: The colour nginx serves (from O(color_state_file); V(blue) when there is none yet).
+      type: str
+      sample: blue
+    idle:
+      description: The other colour, the one whose link points at the release.
+      type: str
+      sample: green
+    recorded:
+      description: Whether O(color_state_file) exists, that is a switch has recorded what nginx serves (else
+        RV(colors.active) is blue by convention).
+      type: bool
+      sample: true
+    links:
+      description: Each colour's link target (absolute), C('') when the link does not exist; after the change.
+      type: dict
+      sample: {blue: /srv/shop/releases/20260219T101500Z, green: /srv/shop/releases/20260220T051228Z}
+    color:
+      description: The colour whose link was moved (or found in place); null in check mode (only read).
+      type: str
+      sample: green
+    before:
+      description: What that link named before (C('') when there was no link); null in check mode.
+      type: str
+      sample: /srv/shop/releases/20260218T090000Z
+    after:
+      description: What that link names now (the release); null in check mode.
+      type: str
+      sample: /srv/shop/releases/20260220T051228Z
 lock_holder:
   description: On lock contention, the holder recorded in the lock file (pid, host, user, started_at).
   returned: failure because of the lock
@@ -371,6 +452,7 @@ def argument_spec():
         lock_timeout=dict(type="float", default=0),
         reason=dict(type="str"),
         upload_dir=dict(type="path"),
+        color_state_file=dict(type="path"),
     )
 
 
@@ -392,6 +474,8 @@ def main():
     # An empty string is not "unset": validate it instead of falling back to a default.
     if params["release_id"] is not None and params["release_id"] == "":
         module.fail_json(msg="release_id must not be empty; omit it to use a UTC timestamp id")
+    if params["color_state_file"] is not None and params["color_state_file"] == "":
+        module.fail_json(msg="color_state_file must not be empty; omit it to leave the colour links alone")
     try:
         result = run(params, check_mode=module.check_mode)
     except ReleaseError as exc:

@@ -64,7 +64,10 @@ def test_release_is_staged_and_started_on_every_host_before_the_first_batch(esta
     assert _events(run, RESTART_TASK, "app-b")
     for host in HOSTS:
         assert run.failed(host) == 1, host
-        assert _events(run, "Read the colours and point the idle one at the release", host), host
+        # The release task pointed the idle colour at the release itself: no release_color call of its own.
+        copy = [e for e in run.results if e["task"].startswith(COPY_TASK) and e["host"] == host][-1]["res"]
+        assert (copy["colors"]["idle"], copy["colors"]["after"]) == ("green", str(tmp_path / host / "releases" / "r2"))
+        assert not any(e["task"].startswith("Read the colours") and e["host"] == host for e in run.results), host
         assert "Staging failed on " + host in _events(run, "Fail this host, its staging failed", host)[-1]["res"]["msg"]
         assert not _events(run, "Switch nginx to the new colour (or move traffic to it in canary steps)", host), host
         root = tmp_path / host

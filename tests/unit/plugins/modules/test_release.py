@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.stackops.platform.plugins.module_utils import release_core
 from ansible_collections.stackops.platform.plugins.modules import release
 
 
@@ -136,3 +137,109 @@ def test_upload_dir_sha256_mismatch_fails_naming_both(capsys, env, tmp_path):
     assert code == 1 and f"expected sha256 {'1' * 64}" in res["msg"]
     assert res["expected_sha256"] == "1" * 64 and len(res["actual_sha256"]) == 64
     assert not (tmp_path / "cache").exists() and not env["root"].exists()
+
+
+# ---------------------------------------------------------------- color_state_file: build and link in one call
+
+
+@pytest.fixture
+def colored(capsys, env, tmp_path):
+    """r1 current and in the blue colour, nginx on blue (state file); the args that stage r2 in the idle colour."""
+    root = env["root"]
+    run_module(capsys, {"path": str(root), "src": env["a"], "release_id": "r1"})
+    (root / "colors").mkdir()
+    os.symlink(str(root / "releases" / "r1"), root / "colors" / "blue")
+    state_file = tmp_path / "bg.json"
+    state_file.write_text(json.dumps({"active": "blue", "previous": None}))
+    args = {"path": str(root), "src": env["b"], "release_id": "r2", "activate": False,
+            "color_state_file": str(state_file)}  # fmt: skip
+    return root, state_file, args
+
+
+def colour_links(root):
+    return {p.name: os.readlink(p) for p in sorted((root / "colors").iterdir())}
+
+
+def test_color_state_file_points_the_idle_colour_in_the_same_call(capsys, colored):
+    root, _state_file, args = colored
+    r1, r2 = str(root / "releases" / "r1"), str(root / "releases" / "r2")
+    code, res = run_module(capsys, {**args, "_ansible_diff": True})
+    assert code == 0 and res["changed"] is True, res
+    assert (res["release_id"], res["current"]) == ("r2", "r1")
+    assert res["colors"] == {
+        "active": "blue", "idle": "green", "recorded": True, "links": {"blue": r1, "green": r2},
+        "color": "green", "before": "", "after": r2,
+    }  # fmt: skip
+    assert colour_links(root) == {"blue": r1, "green": r2}
+    assert res["diff"]["before"].endswith("colors/green: \n") and res["diff"]["after"].endswith(f"colors/green: {r2}\n")
+    # Built and linked already: nothing to do.
+    code, res = run_module(capsys, args)
+    assert code == 0 and res["changed"] is False and res["colors"]["before"] == r2, res
+
+
+def test_color_state_file_links_a_release_built_already(capsys, colored):
+    root, _state_file, args = colored
+    run_module(capsys, {**args, "color_state_file": None})
+    assert "green" not in colour_links(root)
+    code, res = run_module(capsys, args)
+    assert code == 0 and res["changed"] is True and res["colors"]["after"] == str(root / "releases" / "r2")
+    assert os.readlink(root / "colors" / "green") == str(root / "releases" / "r2")
+
+
+def test_color_state_file_check_mode_only_reads(capsys, colored):
+    root, _state_file, args = colored
+    before = colour_links(root), sorted(os.listdir(root / "releases"))
+    code, res = run_module(capsys, {**args, "_ansible_check_mode": True, "_ansible_diff": True})
+    assert code == 0 and res["changed"] is True, res  # the release would be built
+    assert res["colors"]["idle"] == "green" and res["colors"]["active"] == "blue"
+    assert (res["colors"]["color"], res["colors"]["before"], res["colors"]["after"]) == (None, None, None)
+    assert "colors/" not in res["diff"]["after"]
+    assert (colour_links(root), sorted(os.listdir(root / "releases"))) == before
+
+
+def test_unusable_state_file_is_refused_naming_it_with_nothing_changed(capsys, colored):
+    root, state_file, args = colored
+    state_file.write_text("{")
+    before = colour_links(root)
+    code, res = run_module(capsys, args)
+    assert code == 1 and f"state file {state_file} is unusable" in res["msg"], res["msg"]
+    assert colour_links(root) == before and not (root / "releases" / "r2").exists()
+
+
+def test_link_failure_after_the_build_keeps_the_release_and_names_the_bad_value(capsys, colored, monkeypatch):
+    """The state file goes bad between the build and the link (another run): the release stays, the link does not
+    move, and the failure carries the release's keys for the rescue that marks it failed."""
+    root, state_file, args = colored
+    deploy = release_core.deploy
+
+    def deploy_then_corrupt(params, check_mode=False):
+        result = deploy(params, check_mode)
+        state_file.write_text('{"active": "purple"}')
+        return result
+
+    monkeypatch.setattr(release_core, "deploy", deploy_then_corrupt)
+    before = colour_links(root)
+    code, res = run_module(capsys, args)
+    assert code == 1 and res["changed"] is True, res
+    assert "release r2 is built at" in res["msg"] and f"state file {state_file} is unusable" in res["msg"], res["msg"]
+    assert "'purple'" in res["msg"], res["msg"]
+    assert (res["release_id"], res["current"]) == ("r2", "r1")
+    assert colour_links(root) == before and (root / "releases" / "r2" / ".release-meta").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"activate": True}, "needs activate=false"),
+        ({"activate": None}, "needs activate=false"),  # activate's default is true
+        ({"state": "failed"}, "color_state_file applies to state=deployed only"),
+        ({"color_state_file": ""}, "color_state_file must not be empty"),
+    ],
+)
+def test_color_state_file_refusals_change_nothing(capsys, colored, extra, fragment):
+    root, _state_file, args = colored
+    args = {k: v for k, v in {**args, **extra}.items() if v is not None}
+    before = colour_links(root), sorted(os.listdir(root / "releases")), os.readlink(root / "current")
+    code, res = run_module(capsys, args)
+    assert code == 1 and fragment in res["msg"], res["msg"]
+    assert (colour_links(root), sorted(os.listdir(root / "releases")), os.readlink(root / "current")) == before

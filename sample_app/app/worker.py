@@ -19,7 +19,7 @@ from app import backends, config
 LOG = logging.getLogger("app.worker")
 # How long an idle worker blocks in BRPOP: also how long it takes to notice SIGTERM (a deploy's worker restart
 # waits for it). Redis takes fractions of a second; the job itself always finishes first.
-BRPOP_TIMEOUT = 0.5
+BRPOP_TIMEOUT = 0.2
 
 
 def process(job: dict, record, set_status, worker: str) -> None:

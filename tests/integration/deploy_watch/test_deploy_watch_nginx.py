@@ -116,6 +116,24 @@ def test_watch_off_keeps_the_switch(stack, deploy_root, playbook):
     assert_nginx_on(stack, "green")
 
 
+def test_without_a_watch_the_switch_puts_the_release_live_in_one_call(stack, deploy_root, playbook):
+    # deploy_host.yml with deploy_watch_seconds=0: blue_green with the release r2 (green's link) switches nginx to
+    # green and moves current r1 -> r2 in the same call. Both releases complete, as the release module leaves them.
+    for release in ("r1", "r2"):
+        (deploy_root / "releases" / release / ".release-meta").write_text(json.dumps({"release_id": release}))
+    with Load(stack.port):
+        run = playbook(
+            stack.switch_and_watch_play(deploy_root, switch_release="r2", deploy_watch_seconds=0),
+            envvars={"PATH": stack.path_env},
+        )
+    assert run.failed() == 0, [e["res"].get("msg") for e in run.results if e["event"] == "runner_on_failed"]
+    [switched] = results(run, "Switch nginx to the colour")
+    assert (switched["active"], switched["release"], switched["release_before"]) == ("green", "r2", "r1"), switched
+    assert switched["current_moved"] is True
+    assert (deploy_root / "current").resolve() == (deploy_root / "releases" / "r2").resolve()
+    assert_nginx_on(stack, "green")
+
+
 def test_watch_follows_a_log_rotation_during_the_window(stack, deploy_root, playbook):
     def rotate():
         # Once green serves (the switch is done, the watch starts about now), rotate like logrotate's create.

@@ -286,8 +286,11 @@ class WatchStack:
         values.update(overrides)
         return values
 
-    def switch_and_watch_play(self, deploy_root: Path, **overrides) -> list[dict]:
-        """deploy_host.yml's steps from the switch on: mark the log, switch to the idle colour, watch."""
+    def switch_and_watch_play(self, deploy_root: Path, switch_release: str = "", **overrides) -> list[dict]:
+        """deploy_host.yml's steps from the switch on: mark the log, switch to the idle colour, watch.
+
+        switch_release: deploy_host.yml without a watch, the switch puts that release live (current follows).
+        """
         tasks_dir = REPO_ROOT / "playbooks" / "tasks"
         return [
             {
@@ -301,7 +304,7 @@ class WatchStack:
                     {"name": "Mark the log", "ansible.builtin.include_tasks": str(tasks_dir / "watch_begin.yml")},
                     {"name": "Switch nginx to the new colour",
                      "ansible.builtin.include_tasks": str(tasks_dir / "switch_color.yml"),
-                     "vars": {"__deploy_switch_to": "{{ __deploy_idle }}"}},
+                     "vars": {"__deploy_switch_to": "{{ __deploy_idle }}", "__deploy_switch_release": switch_release}},
                     {"name": "Watch the new colour",
                      "ansible.builtin.include_tasks": str(tasks_dir / "watch_after_switch.yml")},
                 ],

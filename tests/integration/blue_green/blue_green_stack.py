@@ -53,6 +53,8 @@ class Backend:
     def __init__(self, color: str):
         self.color = color
         self.healthy = True
+        # True: every /health request flips `healthy` first, so the answers alternate whatever the timing.
+        self.flap = False
         backend = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +63,8 @@ class Backend:
             wbufsize = 65536
 
             def do_GET(self):
+                if self.path == "/health" and backend.flap:
+                    backend.healthy = not backend.healthy
                 if self.path == "/health" and backend.healthy:
                     status, body = 200, f"{backend.color} ok"
                 elif self.path == "/health":
@@ -132,6 +136,7 @@ class Stack:
         """Independent of the module: point nginx at a colour by hand, record it, reload, wait until served."""
         for backend in self.backends.values():
             backend.healthy = True
+            backend.flap = False
         self.write_config()
         self.upstream_file.write_text(f"upstream {APP}_backend {{\n    server {self.upstreams[color]};\n}}\n")
         self.state_file.parent.mkdir(exist_ok=True)

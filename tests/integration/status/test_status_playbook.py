@@ -47,9 +47,12 @@ def test_worker_count_comes_from_the_worker_role(playbook, tmp_path, extra, expe
     assert re.search(rf" {'yes' if expected == 0 else 'NO'} +0 of {expected} running$", line), line
 
 
-def test_unusable_worker_settings_show_in_the_row(playbook, tmp_path):
-    # No environment file and no worker_env: the worker role itself would refuse this host.
-    run = playbook(STATUS, inventory=inventory(f"worker_app_name=statustest worker_env_file={tmp_path / 'none'}"))
+def test_unusable_worker_settings_show_in_the_row(playbook):
+    # No environment file and no worker_env: the worker role itself would refuse this host. A short path: the row's
+    # detail is cut at 120 characters, and a long temporary path pushed "does not exist" past the cut.
+    missing = Path("/nonexistent/env")
+    assert not missing.exists()
+    run = playbook(STATUS, inventory=inventory(f"worker_app_name=statustest worker_env_file={missing}"))
     assert run.failed(HOST) == 0, run.results
     row = next(r for r in run.task("Record the worker row (settings not usable)")["ansible_facts"]["__status_rows"]
                if r["service"] == "worker")

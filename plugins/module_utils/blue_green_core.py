@@ -21,55 +21,27 @@ they were (byte for byte).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 
-from ansible_collections.stackops.platform.plugins.module_utils import blue_green_routing as routing
+from ansible_collections.stackops.platform.plugins.module_utils.blue_green_params import (
+    COLORS,
+    parse_hostport,
+    validate_params,
+)
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import HolderLock, atomic_write
+from ansible_collections.stackops.platform.plugins.module_utils.http_probe import (
+    color_answer,
+    http_get,
+    status_is,
+    wait_until_ok,
+)
 
-COLORS = ("blue", "green")
 MODULE_NAME = "stackops.platform.blue_green"
 STATE_VERSION = 1
-MAX_BODY = 4096
-BODY_EXCERPT = 200
 DEFAULT_HEALTH_PATH = "/health"
-DEFAULT_UPSTREAM_DIR = "/etc/nginx/conf.d"
-DEFAULT_STATE_DIR = "/var/lib/stackops/blue_green"
-MAX_REQUEST_TIMEOUT = 5.0
-# Defaults of the optional module options (the module's argument_spec repeats them for the docs).
-DEFAULTS = {
-    "upstream_file": None,
-    "state_file": None,
-    "keepalive": 32,
-    "health_path": None,
-    "health_url": None,
-    "healthy_threshold": 3,
-    "health_timeout": 60.0,
-    "health_interval": 1.0,
-    "expected_status": 200,
-    "verify_url": None,
-    "verify_header": None,
-    "verify_host": None,
-    "verify_timeout": 10.0,
-    "nginx_binary": "nginx",
-    "nginx_conf": None,
-    "nginx_prefix": None,
-    "nginx_test_cmd": None,
-    "nginx_reload_cmd": None,
-    "force": False,
-    "routing_dir": None,
-    "weight": None,
-}
-MIN_REQUEST_TIMEOUT = 0.5
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 SERVER_RE = re.compile(r"^\s*server\s+(\S+?)\s*(?:\s[^;]*)?;", re.MULTILINE)
 
 
@@ -80,130 +52,6 @@ class BlueGreenError(Exception):
         super().__init__(msg)
         self.msg = msg
         self.details = details
-
-
-class Response:
-    """One HTTP answer: status is None when no answer came (error says why)."""
-
-    def __init__(self, status, body="", headers=None, error=None):
-        self.status = status
-        self.body = body
-        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
-        self.error = error
-
-    def describe(self):
-        if self.status is None:
-            return f"no answer ({self.error})"
-        return f"status {self.status}, body {excerpt(self.body)!r}"
-
-
-class WaitResult:
-    """Outcome of polling a URL until it answered well N times in a row."""
-
-    def __init__(self, ok, attempts, consecutive, last):
-        self.ok = ok
-        self.attempts = attempts
-        self.consecutive = consecutive
-        self.last = last
-
-    def as_dict(self):
-        last = self.last
-        return {
-            "ok": self.ok,
-            "attempts": self.attempts,
-            "consecutive": self.consecutive,
-            "last_status": last.status if last else None,
-            "last_body": excerpt(last.body) if last else "",
-            "last_error": last.error if last else None,
-        }
-
-
-def excerpt(text, limit=BODY_EXCERPT):
-    text = text or ""
-    return text if len(text) <= limit else text[:limit] + "...(truncated)"
-
-
-# ---------------------------------------------------------------- validation
-
-
-def parse_hostport(value):
-    """Split ``host:port`` (host: name, IPv4 or [IPv6]) or raise ValueError naming the value."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{value!r} is not host:port (example: 127.0.0.1:8001)")
-    value = value.strip()
-    if value.startswith("["):
-        host, sep, port = value[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"{value!r} is not [ipv6]:port (example: [::1]:8001)")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} in {value!r} is not an IPv6 address") from None
-        host = f"[{host}]"
-    else:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"{value!r} is not host:port (example: 127.0.0.1:8001)")
-        if not HOSTNAME_RE.match(host):
-            raise ValueError(f"host {host!r} in {value!r} is not a host name or IPv4 address")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"port {port!r} in {value!r} is not a port number (1-65535)")
-    return host, int(port)
-
-
-def validate_params(params):
-    """Check what the argument spec cannot; return the option values filled in, or raise ValueError."""
-    params = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-    name = params["name"]
-    if not NAME_RE.match(name or ""):
-        raise ValueError(
-            f"name {name!r} is not usable in an nginx upstream name: use letters, digits, '_' or '-' (max 63)"
-        )
-    color = params["color"]
-    if color not in COLORS:
-        raise ValueError(f"color {color!r} is unknown: use one of {', '.join(COLORS)}")
-    upstreams = params["upstreams"] or {}
-    keys = sorted(upstreams)
-    if keys != sorted(COLORS):
-        raise ValueError(f"upstreams must have exactly the keys blue and green, got {keys}")
-    for key in COLORS:
-        try:
-            parse_hostport(upstreams[key])
-        except ValueError as exc:
-            raise ValueError(f"upstreams.{key}: {exc}") from None
-    if parse_hostport(upstreams["blue"]) == parse_hostport(upstreams["green"]):
-        raise ValueError(
-            f"upstreams.blue and upstreams.green are both {upstreams['blue']}: give each colour its own port"
-        )
-    if params.get("healthy_threshold", 1) < 1:
-        raise ValueError(f"healthy_threshold {params['healthy_threshold']} must be at least 1")
-    for opt in ("health_timeout", "verify_timeout"):
-        if params.get(opt) is not None and params[opt] <= 0:
-            raise ValueError(f"{opt} {params[opt]} must be more than 0 seconds")
-    if params.get("health_interval") is not None and params["health_interval"] < 0:
-        raise ValueError(f"health_interval {params['health_interval']} must not be negative")
-    if params.get("keepalive") is not None and params["keepalive"] < 0:
-        raise ValueError(f"keepalive {params['keepalive']} must be 0 (off) or more")
-    status = params.get("expected_status")
-    if status is not None and not 100 <= status <= 599:
-        raise ValueError(f"expected_status {status} is not an HTTP status code")
-    for opt in ("health_url", "verify_url"):
-        url = params.get(opt)
-        if url and not url.lower().startswith(("http://", "https://")):
-            raise ValueError(f"{opt} {url!r} must start with http:// or https://")
-    for opt in ("nginx_test_cmd", "nginx_reload_cmd"):
-        if params.get(opt) is not None and not params[opt]:
-            raise ValueError(f"{opt} must not be an empty list: omit it to use the default command")
-    if params.get("weight") is not None and not params.get("routing_dir"):
-        raise ValueError(
-            f"weight {params['weight']} needs routing_dir: only the symlink routing splits traffic between colours"
-        )
-    if params.get("routing_dir"):
-        params["weight"] = routing.validate_weight(params.get("weight"))
-    filled = dict(params)
-    filled["upstream_file"] = params.get("upstream_file") or os.path.join(DEFAULT_UPSTREAM_DIR, f"{name}_upstream.conf")
-    filled["state_file"] = params.get("state_file") or os.path.join(DEFAULT_STATE_DIR, f"{name}.json")
-    return filled
 
 
 # ---------------------------------------------------------------- rendering and state
@@ -322,63 +170,6 @@ def switch_lock(path, timeout=120.0):
         )
 
     return HolderLock(path, timeout, busy=busy)
-
-
-# ---------------------------------------------------------------- HTTP
-
-
-def http_get(url, timeout, headers=None):
-    """GET url without proxies; never raises for HTTP or network errors."""
-    if not url.lower().startswith(("http://", "https://")):
-        return Response(None, error=f"unsupported URL scheme in {url!r}")
-    request = urllib.request.Request(url, headers=headers or {}, method="GET")  # noqa: S310 (scheme checked)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as answer:
-            body = answer.read(MAX_BODY).decode("utf-8", "replace")
-            return Response(answer.status, body, dict(answer.headers.items()))
-    except urllib.error.HTTPError as exc:
-        try:
-            body = exc.read(MAX_BODY).decode("utf-8", "replace")
-        except OSError:
-            body = ""
-        return Response(exc.code, body, dict(exc.headers.items()) if exc.headers else {})
-    except urllib.error.URLError as exc:
-        return Response(None, error=str(exc.reason))
-    except Exception as exc:  # socket timeouts, resets, bad status lines: all count as "no answer"
-        return Response(None, error=f"{type(exc).__name__}: {exc}")
-
-
-def wait_until_ok(fetch, url, accept, *, threshold, timeout, interval, clock=time.monotonic, sleep=time.sleep):
-    """Poll url until ``accept(response)`` holds ``threshold`` times in a row, or the timeout passes."""
-    deadline = clock() + timeout
-    attempts = consecutive = 0
-    last = None
-    while True:
-        remaining = deadline - clock()
-        last = fetch(url, max(MIN_REQUEST_TIMEOUT, min(MAX_REQUEST_TIMEOUT, remaining)))
-        attempts += 1
-        consecutive = consecutive + 1 if accept(last) else 0
-        if consecutive >= threshold:
-            return WaitResult(True, attempts, consecutive, last)
-        if clock() + interval > deadline:
-            return WaitResult(False, attempts, consecutive, last)
-        sleep(interval)
-
-
-def status_is(expected):
-    return lambda response: response.status == expected
-
-
-def color_answer(expected, header, color):
-    """Accept a verify answer: expected status and, if a header is named, that header equals the colour."""
-
-    def accept(response):
-        if response.status != expected:
-            return False
-        return header is None or response.headers.get(header.lower(), "").strip() == color
-
-    return accept
 
 
 def health_url_for(params, color):

@@ -25,15 +25,13 @@ from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core 
     BlueGreenError,
     Switcher,
     build_state,
-    color_answer,
     dump_state,
     read_state,
     read_text,
-    status_is,
     switch_lock,
-    wait_until_ok,
 )
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import atomic_write
+from ansible_collections.stackops.platform.plugins.module_utils.http_probe import color_answer, status_is, wait_until_ok
 
 
 def primary_after(color, weight, active_before):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import COLORS, parse_state, read_text
+from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import parse_state, read_text
+from ansible_collections.stackops.platform.plugins.module_utils.blue_green_params import COLORS
 from ansible_collections.stackops.platform.plugins.module_utils.file_primitives import atomic_symlink
 from ansible_collections.stackops.platform.plugins.module_utils.release_layout import deploy_lock, read_meta
 from ansible_collections.stackops.platform.plugins.module_utils.release_names import (

@@ -1,10 +1,11 @@
 # Copyright: stackops platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Capistrano-style release directories: deploy, activate, roll back, remove, and report (release, release_info).
+"""Capistrano-style release directories: deploy, activate, roll back, remove (release).
 
 The decisions are in release_names, archives in release_archive, the deploy root on disk in release_layout, the
 archive uploaded from the controller (upload_dir) in release_upload, the blue/green colour links (color_state_file)
-in release_colors; this file puts them together under the deploy lock, with check mode and diffs.
+in release_colors, the read-only report (release_info) in release_view; this file puts them together under the
+deploy lock, with check mode and diffs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ansible_collections.stackops.platform.plugins.module_utils.release_layout i
     read_meta,
     remove_entry,
     remove_release,
+    require_root,
     set_status,
     stale_entries,
     switch_current,
@@ -306,14 +308,9 @@ def _switch_to(root, params, check_mode, target_fn):
     return _result(root, before, after, target, switch)
 
 
-def _require_root(root):
-    if not os.path.isdir(os.path.join(root, RELEASES_DIR)):
-        raise ReleaseError(f"{root} is not a deploy root (no {RELEASES_DIR}/ directory); deploy a release first")
-
-
 def rollback(params, check_mode=False):
     root = _root(params)
-    _require_root(root)
+    require_root(root)
 
     def target(layout):
         return rollback_target(layout["current"], layout["previous"], layout["releases"], params.get("release_id"))
@@ -323,7 +320,7 @@ def rollback(params, check_mode=False):
 
 def activate_release(params, check_mode=False):
     root = _root(params)
-    _require_root(root)
+    require_root(root)
     if not params.get("release_id"):
         raise ReleaseError("state=activated needs release_id: the existing release to switch current to")
 
@@ -366,7 +363,7 @@ def remove(params, check_mode=False):
 def mark_failed(params, check_mode=False):
     """state=failed: record in the release's .release-meta that it failed, so pruning never counts it."""
     root = _root(params)
-    _require_root(root)
+    require_root(root)
     release_id = params.get("release_id")
     if not release_id:
         raise ReleaseError("state=failed needs release_id: the release that failed")
@@ -461,62 +458,3 @@ def run(params, check_mode=False):
     if state == "failed":
         return mark_failed(params, check_mode)
     raise ReleaseError(f"state {state!r} is not one of {', '.join(STATES)}")
-
-
-def _link_path(root, name):
-    """Absolute path of the link ``name`` (relative to the deploy root); refuse paths that leave it."""
-    if not isinstance(name, str) or not name or name.startswith("/"):
-        raise ReleaseError(f"link {name!r} must be a path relative to the deploy root {root}")
-    full = os.path.normpath(os.path.join(root, name))
-    if full == root or not full.startswith(root + os.sep) or ".." in name.split("/"):
-        raise ReleaseError(f"link {name!r} leaves the deploy root {root}: name a path inside it")
-    return full
-
-
-def read_link(root, name, releases):
-    """Where the symlink ``<root>/<name>`` points, and the release id when it names a complete release."""
-    full = _link_path(root, name)
-    found = {"path": full, "exists": os.path.lexists(full), "target": None, "release_id": None}
-    if not found["exists"]:
-        return found
-    if not os.path.islink(full):
-        raise ReleaseError(f"{full} exists but is not a symlink; move it away or do not list it in links")
-    target = os.readlink(full)
-    resolved = os.path.normpath(os.path.join(os.path.dirname(full), target))
-    found["target"] = resolved
-    if os.path.dirname(resolved) == os.path.join(root, RELEASES_DIR) and os.path.basename(resolved) in releases:
-        found["release_id"] = os.path.basename(resolved)
-    return found
-
-
-def info(path, links=()):
-    """Read-only view of a deploy root for release_info; ``links`` are symlinks to report (relative names)."""
-    root = os.path.abspath(path)
-    if not os.path.isdir(root):
-        raise ReleaseError(f"path {root} does not exist or is not a directory")
-    _require_root(root)
-    layout = read_layout(root)
-    # Check every name before reading any, so one bad entry names itself instead of half a result.
-    for name in links:
-        _link_path(root, name)
-    releases = []
-    for rid in layout["releases"]:
-        rpath = os.path.join(root, RELEASES_DIR, rid)
-        releases.append(
-            {
-                "id": rid,
-                "path": rpath,
-                "metadata": read_meta(rpath),
-                "is_current": rid == layout["current"],
-                "is_previous": rid == layout["previous"],
-            }
-        )
-    return {
-        "path": root,
-        "current": layout["current"],
-        "current_path": os.path.join(root, RELEASES_DIR, layout["current"]) if layout["current"] else None,
-        "previous": layout["previous"],
-        "releases": releases,
-        "stale": stale_entries(root),
-        "links": {name: read_link(root, name, layout["releases"]) for name in links},
-    }

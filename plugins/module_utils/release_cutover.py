@@ -19,12 +19,11 @@ from __future__ import annotations
 import os
 
 from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import (
-    COLORS,
     BlueGreenError,
     read_state,
     switch,
 )
-from ansible_collections.stackops.platform.plugins.module_utils.release_core import read_link
+from ansible_collections.stackops.platform.plugins.module_utils.blue_green_params import COLORS
 from ansible_collections.stackops.platform.plugins.module_utils.release_layout import (
     deploy_lock,
     read_layout,
@@ -35,6 +34,7 @@ from ansible_collections.stackops.platform.plugins.module_utils.release_names im
     rollback_target,
     validate_release_id,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.release_view import read_link
 
 PREVIOUS = "previous"
 

@@ -139,6 +139,12 @@ def stale_entries(root):
     return found
 
 
+def require_root(root):
+    """Refuse a path that is not a deploy root (no releases/ directory), naming it."""
+    if not os.path.isdir(os.path.join(root, RELEASES_DIR)):
+        raise ReleaseError(f"{root} is not a deploy root (no {RELEASES_DIR}/ directory); deploy a release first")
+
+
 def read_layout(root):
     releases = list_releases(root)
     current = current_id(root)

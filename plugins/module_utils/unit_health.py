@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import excerpt, http_get
+from ansible_collections.stackops.platform.plugins.module_utils.http_probe import MAX_REQUEST_TIMEOUT, excerpt, http_get
 
 SHOW_PROPERTIES = (
     "LoadState",
@@ -26,7 +26,6 @@ SHOW_PROPERTIES = (
 )
 # ExecMainCode (siginfo si_code): 1 exited, 2 killed, 3 dumped core.
 _EXIT_CODES = {"1": "exited", "2": "killed by signal", "3": "dumped core"}
-MAX_REQUEST_TIMEOUT = 5.0
 
 
 class UnitDown(Exception):

@@ -466,11 +466,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import (
-    COLORS,
-    BlueGreenError,
-    switch,
-)
+from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import BlueGreenError, switch
+from ansible_collections.stackops.platform.plugins.module_utils.blue_green_params import COLORS
 from ansible_collections.stackops.platform.plugins.module_utils.release_cutover import cutover
 from ansible_collections.stackops.platform.plugins.module_utils.release_names import ReleaseError
 

@@ -161,8 +161,8 @@ stale:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.stackops.platform.plugins.module_utils.release_core import info
 from ansible_collections.stackops.platform.plugins.module_utils.release_names import ReleaseError
+from ansible_collections.stackops.platform.plugins.module_utils.release_view import info
 
 
 def main():

@@ -11,17 +11,16 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from ansible_collections.stackops.platform.plugins.module_utils import blue_green_core as core
+from ansible_collections.stackops.platform.plugins.module_utils import http_probe as probe
 from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import (
     BlueGreenError,
-    Response,
     color_from_upstream,
-    parse_hostport,
     parse_state,
     read_state,
     render_upstream,
-    validate_params,
-    wait_until_ok,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.blue_green_params import parse_hostport, validate_params
+from ansible_collections.stackops.platform.plugins.module_utils.http_probe import Response, wait_until_ok
 
 UPSTREAMS = {"blue": "127.0.0.1:8001", "green": "127.0.0.1:8002"}
 
@@ -247,7 +246,7 @@ def test_wait_until_ok_counts_consecutive_successes(statuses, threshold, ok, att
     result = wait_until_ok(
         fetch,
         "http://x/health",
-        core.status_is(200),
+        probe.status_is(200),
         threshold=threshold,
         timeout=7.5,
         interval=1,
@@ -264,7 +263,7 @@ def test_wait_until_ok_stops_at_timeout_with_slow_answers():
     result = wait_until_ok(
         FakeFetch([503], clock),
         "u",
-        core.status_is(200),
+        probe.status_is(200),
         threshold=3,
         timeout=10,
         interval=1,
@@ -289,12 +288,12 @@ def test_wait_until_ok_stops_at_timeout_with_slow_answers():
     ],
 )
 def test_color_answer(response, header, ok):
-    assert core.color_answer(200, header, "green")(response) is ok
+    assert probe.color_answer(200, header, "green")(response) is ok
 
 
 def test_excerpt_truncates():
-    assert core.excerpt("x" * 500).endswith("...(truncated)")
-    assert len(core.excerpt("x" * 500)) < 250
+    assert probe.excerpt("x" * 500).endswith("...(truncated)")
+    assert len(probe.excerpt("x" * 500)) < 250
     assert Response(None, error="refused").describe() == "no answer (refused)"
 
 
@@ -548,9 +547,9 @@ def http_server():
 
 
 def test_http_get_answers(http_server):
-    ok = core.http_get(f"{http_server}/ok", 2)
+    ok = probe.http_get(f"{http_server}/ok", 2)
     assert (ok.status, ok.body, ok.headers["x-color"]) == (200, "fine", "green")
-    down = core.http_get(f"{http_server}/down", 2)
+    down = probe.http_get(f"{http_server}/down", 2)
     assert down.status == 503
     assert down.body.startswith("down down")
 
@@ -559,7 +558,7 @@ def test_http_get_no_answer():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    answer = core.http_get(f"http://127.0.0.1:{port}/", 1)
+    answer = probe.http_get(f"http://127.0.0.1:{port}/", 1)
     assert answer.status is None
     assert answer.error
-    assert core.http_get("file:///etc/passwd", 1).status is None
+    assert probe.http_get("file:///etc/passwd", 1).status is None

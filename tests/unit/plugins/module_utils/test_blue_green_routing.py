@@ -10,13 +10,10 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.stackops.platform.plugins.module_utils import blue_green_routing as routing
-from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import (
-    BlueGreenError,
-    Response,
-    switch,
-    validate_params,
-)
+from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import BlueGreenError, switch
+from ansible_collections.stackops.platform.plugins.module_utils.blue_green_params import validate_params
 from ansible_collections.stackops.platform.plugins.module_utils.blue_green_routed import primary_after
+from ansible_collections.stackops.platform.plugins.module_utils.http_probe import Response
 
 UPSTREAMS = {"blue": "127.0.0.1:8001", "green": "127.0.0.1:8002"}
 

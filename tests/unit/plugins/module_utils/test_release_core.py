@@ -15,6 +15,7 @@ import pytest
 
 from ansible_collections.stackops.platform.plugins.module_utils import release_archive
 from ansible_collections.stackops.platform.plugins.module_utils import release_core as core
+from ansible_collections.stackops.platform.plugins.module_utils import release_view as view
 from ansible_collections.stackops.platform.plugins.module_utils.release_names import (
     ReleaseError,
     check_link_target,
@@ -500,52 +501,10 @@ def test_stale_temp_is_not_a_release_and_is_cleaned(tmp_path):
     deploy(root, make_tar(tmp_path / "a.tgz", [("f", b"1")]), "r1")
     stale = root / "releases" / ".r2.tmp-99999"
     stale.mkdir()
-    assert core.info(str(root))["stale"] == ["releases/.r2.tmp-99999"]
-    assert [r["id"] for r in core.info(str(root))["releases"]] == ["r1"]
+    assert view.info(str(root))["stale"] == ["releases/.r2.tmp-99999"]
+    assert [r["id"] for r in view.info(str(root))["releases"]] == ["r1"]
     res = deploy(root, make_tar(tmp_path / "b.tgz", [("f", b"2")]), "r2")
     assert res["cleaned"] == ["releases/.r2.tmp-99999"] and not stale.exists()
-
-
-def test_info_errors(tmp_path):
-    with pytest.raises(ReleaseError, match="does not exist"):
-        core.info(str(tmp_path / "missing"))
-    with pytest.raises(ReleaseError, match="not a deploy root"):
-        core.info(str(tmp_path))
-
-
-def test_info_reports_links_with_the_release_they_name(tmp_path):
-    root = tmp_path / "app"
-    deploy(root, make_tar(tmp_path / "a.tgz", [("f", b"1")]), "r1")
-    deploy(root, make_tar(tmp_path / "b.tgz", [("f", b"2")]), "r2")
-    (root / "colors").mkdir()
-    os.symlink(str(root / "releases" / "r1"), root / "colors" / "blue")  # absolute target
-    os.symlink("../releases/r2", root / "colors" / "green")  # relative target
-    os.symlink("../releases/gone", root / "colors" / "red")  # dangling
-    os.symlink("/etc", root / "colors" / "odd")  # not a release
-    links = core.info(str(root), ["colors/blue", "colors/green", "colors/red", "colors/odd", "colors/none"])["links"]
-    assert {name: found["release_id"] for name, found in links.items()} == {
-        "colors/blue": "r1", "colors/green": "r2", "colors/red": None, "colors/odd": None, "colors/none": None,
-    }  # fmt: skip
-    assert links["colors/green"]["target"] == str(root / "releases" / "r2")
-    assert links["colors/none"] == {"path": str(root / "colors" / "none"), "exists": False, "target": None,
-                                    "release_id": None}  # fmt: skip
-    assert links["colors/red"]["exists"] is True
-    assert "links" in core.info(str(root)) and core.info(str(root))["links"] == {}
-
-
-@pytest.mark.parametrize(
-    ("name", "fragment"),
-    [("/srv/app/colors/blue", "relative to the deploy root"), ("../other/blue", "leaves the deploy root"),
-     ("colors/../../x", "leaves the deploy root"), ("", "relative to the deploy root"),
-     ("colors/plain", "is not a symlink")],
-)  # fmt: skip
-def test_info_refuses_bad_links(tmp_path, name, fragment):
-    root = tmp_path / "app"
-    deploy(root, make_tar(tmp_path / "a.tgz", [("f", b"1")]), "r1")
-    (root / "colors").mkdir()
-    (root / "colors" / "plain").write_text("not a link")
-    with pytest.raises(ReleaseError, match=fragment):
-        core.info(str(root), ["colors/blue", name] if name != "colors/plain" else [name])
 
 
 @pytest.mark.parametrize(
@@ -587,7 +546,7 @@ def test_failed_releases_never_push_good_ones_out(tmp_path):
         meta = json.loads((root / "releases" / rid / ".release-meta").read_text())
         assert meta["status"] == "failed" and meta["failed_reason"] == "health check failed" and meta["failed_at"]
     # r1..r3 are the three good ones: all kept; the older failed ones went at the next prunes.
-    releases = core.info(str(root))["releases"]
+    releases = view.info(str(root))["releases"]
     assert [r["id"] for r in releases] == ["r1", "r2", "r3", "r6"]
     # The next good deploy keeps the newest three good releases and removes the failed one.
     res = _dir_release(tmp_path, root, "r7")

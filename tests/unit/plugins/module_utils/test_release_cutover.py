@@ -12,11 +12,11 @@ from ansible_collections.stackops.platform.plugins.module_utils import release_c
 from ansible_collections.stackops.platform.plugins.module_utils import release_cutover as cut
 from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import (
     BlueGreenError,
-    Response,
     build_state,
     dump_state,
     render_upstream,
 )
+from ansible_collections.stackops.platform.plugins.module_utils.http_probe import Response
 from ansible_collections.stackops.platform.plugins.module_utils.release_names import ReleaseError
 
 UPSTREAMS = {"blue": "127.0.0.1:8001", "green": "127.0.0.1:8002"}

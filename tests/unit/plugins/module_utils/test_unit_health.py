@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.stackops.platform.plugins.module_utils.blue_green_core import Response
+from ansible_collections.stackops.platform.plugins.module_utils.http_probe import Response
 from ansible_collections.stackops.platform.plugins.module_utils.unit_health import (
     UnitDown,
     UnitWait,

@@ -129,28 +129,33 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def container_cpu_seconds(name: str) -> float:
-    """CPU seconds used inside one container so far, from its cgroup (v1 cpuacct or v2 cpu.stat)."""
+def container_cpu_file(name: str) -> Path | None:
+    """The cgroup file that counts one container's CPU (v1 cpuacct.usage or v2 cpu.stat), or None if not found.
+    Looked up once, before the timed deploy: a docker inspect inside the window would count towards its CPU."""
     cid = sh(["docker", "inspect", "--format", "{{.Id}}", name])
-    v1 = [
-        Path(f"/sys/fs/cgroup/cpuacct/{group}/{cid}/cpuacct.usage")
-        for group in ("docker", f"system.slice/docker-{cid}.scope")
-    ]
-    for path in v1:
-        if path.exists():
-            return int(path.read_text()) / 1e9
     for path in (
+        Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage"),
+        Path(f"/sys/fs/cgroup/cpuacct/system.slice/docker-{cid}.scope/cpuacct.usage"),
         Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat"),
         Path(f"/sys/fs/cgroup/docker/{cid}/cpu.stat"),
     ):
         if path.exists():
-            usage = dict(line.split() for line in path.read_text().splitlines())
-            return int(usage["usage_usec"]) / 1e6
-    return float("nan")
+            return path
+    return None
 
 
-def cpu_snapshot(containers: list[str]) -> tuple[float, float]:
-    return machine_busy_seconds(), sum(container_cpu_seconds(name) for name in containers)
+def container_cpu_seconds(path: Path | None) -> float:
+    """CPU seconds a container used so far, from its cgroup file (nan when it has none)."""
+    if path is None:
+        return float("nan")
+    if path.name == "cpuacct.usage":
+        return int(path.read_text()) / 1e9
+    usage = dict(line.split() for line in path.read_text().splitlines())
+    return int(usage["usage_usec"]) / 1e6
+
+
+def cpu_snapshot(cpu_files: list[Path | None]) -> tuple[float, float]:
+    return machine_busy_seconds(), sum(container_cpu_seconds(path) for path in cpu_files)
 
 
 # ---------------------------------------------------------------- inventory and runs
@@ -298,11 +303,12 @@ def deploy(
     """One deploy: its wall time, staging, batches and per-host times, and the CPU seconds it used (the whole
     machine's, and the part inside the containers)."""
     extravars = {"release_archive": str(archive), "release_id": release_id, **(more_vars or {})}
-    busy_before, inside_before = cpu_snapshot(containers)
+    cpu_files = [container_cpu_file(name) for name in containers]
+    busy_before, inside_before = cpu_snapshot(cpu_files)
     wall, events = run(
         workdir, REPO_ROOT / "playbooks" / "deploy.yml", inventory, extravars=extravars, env=env, tag=tag
     )
-    busy_after, inside_after = cpu_snapshot(containers)
+    busy_after, inside_after = cpu_snapshot(cpu_files)
     stage, batches, per_host = deploy_breakdown(events)
     return wall, stage, batches, per_host, (busy_after - busy_before, inside_after - inside_before)
 

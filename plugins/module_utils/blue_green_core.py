@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Blue/green switching behind nginx: the logic of ``stackops.platform.blue_green``.
 
-Standard library only (urllib, json, fcntl), so it runs on any target with Python 3. The
+Standard library only (json, fcntl; HTTP through http_probe, options through blue_green_params), so it runs on
+any target with Python 3. The
 module passes in the side effects it owns (running commands), and tests pass fakes for the
 HTTP fetcher, the clock and sleep, so every decision here is testable without a network.
 
